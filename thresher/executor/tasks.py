@@ -1,0 +1,281 @@
+"""The units of work every executor runs: pure functions of (plan, step, shard).
+
+A run is a sequence of *segments*.  Segment 0 reads the raw input shards; segment
+k > 0 reads segment k-1's kept shards.  Within a segment, a task applies the
+preceding global stage's decision (if any), then the segment's map stages, then
+``collect`` of the next global stage, and writes its kept / rejected / quarantine
+shards plus a checkpoint marker.  Between segments one ``reduce`` task runs.
+
+Each task writes its outputs atomically and its marker last, so a task that was
+killed simply runs again, and the bytes it writes depend only on its input: a
+resumed run is byte-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..config import build_stages
+from ..io.readers import Quarantined, ShardSpec, read_own_shard, read_shard
+from ..io.writers import EXT, ShardWriter, atomic_write_json
+from ..pipeline import GlobalStage, Stage, StageContext
+from ..records import Record
+
+SAMPLES_PER_REASON_PER_SHARD = 3
+
+
+@dataclass
+class Segment:
+    index: int
+    apply_global: int | None  # stage index whose decision is applied first
+    map_stages: list[int]
+    collect_global: int | None  # stage index collected at the end
+
+
+@dataclass
+class Plan:
+    recipe: dict
+    shards: list[dict]  # ShardSpec dicts of segment 0
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> str:
+        return self.recipe["output"]["dir"]
+
+    @classmethod
+    def build(cls, recipe: dict, shards: list[ShardSpec]) -> "Plan":
+        stages = build_stages(recipe)
+        segments: list[Segment] = []
+        current = Segment(0, None, [], None)
+        for i, st in enumerate(stages):
+            if isinstance(st, GlobalStage):
+                current.collect_global = i
+                segments.append(current)
+                current = Segment(len(segments), i, [], None)
+            else:
+                current.map_stages.append(i)
+        segments.append(current)
+        return cls(recipe=recipe, shards=[s.to_dict() for s in shards], segments=segments)
+
+    def fingerprint(self) -> str:
+        body = orjson.dumps({"recipe": self.recipe, "shards": self.shards}, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(body).hexdigest()[:16]
+
+    # paths ---------------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.run_dir, *parts)
+
+    def marker(self, step: str, shard: int | None = None) -> str:
+        name = f"{step}.json" if shard is None else os.path.join(step, f"shard-{shard:05d}.json")
+        return self.path("state", name)
+
+    def kept_shard(self, seg: int, shard: int, group: str | None = None) -> str:
+        fmt = self.recipe["output"]["format"]
+        if seg == len(self.segments) - 1:
+            parts = ("kept",) + ((group,) if group else ())
+            return self.path(*parts, f"shard-{shard:05d}{EXT[fmt]}")
+        return self.path("work", f"seg-{seg}", f"shard-{shard:05d}.jsonl.zst")
+
+    def global_dir(self, stage_index: int) -> str:
+        entry = self.recipe["stages"][stage_index]
+        name = entry if isinstance(entry, str) else next(iter(entry))
+        return self.path("work", f"global-{stage_index:02d}-{name}")
+
+    def stage_context(self, stage_index: int, shard: int = -1, workers: int = 1) -> StageContext:
+        gdir = self.global_dir(stage_index)
+        return StageContext(run_dir=self.run_dir, artifact_dir=os.path.join(gdir, "artifacts"),
+                            state_dir=os.path.join(gdir, "state"), shard_index=shard,
+                            num_shards=len(self.shards), workers=workers, recipe=self.recipe)
+
+
+# ---------------------------------------------------------------------------
+# worker-side cache: stages are built and set up once per process, not per shard
+_WORKER: dict = {}
+
+
+def _stages_for(plan: Plan) -> list[Stage]:
+    key = plan.fingerprint()
+    if _WORKER.get("key") != key:
+        stages = build_stages(plan.recipe)
+        for i, st in enumerate(stages):
+            st.setup(plan.stage_context(i))
+        _WORKER.clear()
+        _WORKER.update(key=key, stages=stages, loaded=set())
+    return _WORKER["stages"]
+
+
+def _loaded_global(plan: Plan, stages: list[Stage], index: int) -> GlobalStage:
+    st = stages[index]
+    if index not in _WORKER["loaded"]:
+        st.load(plan.stage_context(index))
+        _WORKER["loaded"].add(index)
+    return st  # type: ignore[return-value]
+
+
+def _input_items(plan: Plan, seg: int, shard: int):
+    if seg == 0:
+        return read_shard(ShardSpec.from_dict(plan.shards[shard]))
+    return read_own_shard(plan.kept_shard(seg - 1, shard))
+
+
+class _StageStats:
+    """Per-stage counters for one task: in / rejected / reasons plus the stage's own counts."""
+
+    def __init__(self, stages: list[Stage]):
+        self.by_stage: dict[str, dict] = {}
+        self.samples: dict[str, list[bytes]] = {}
+        self.stages = stages
+
+    def run(self, st: Stage, batch: list[Record]) -> tuple[list[Record], list[Record]]:
+        st.stats.clear()
+        before = {id(r): r.is_rejected for r in batch}
+        out = st.process_batch(batch)
+        alive, dead = [], []
+        for r in out:
+            (dead if r.is_rejected and not before.get(id(r), False) else alive).append(r)
+        s = self.by_stage.setdefault(st.label, {"in": 0, "rejected": 0, "reasons": Counter(), "counts": Counter()})
+        s["in"] += len(batch)
+        s["rejected"] += len(dead)
+        s["counts"].update(st.stats)
+        for r in dead:
+            reason = f"{st.label}:{r.meta['reject']['reason']}"
+            s["reasons"][r.meta["reject"]["reason"]] += 1
+            bucket = self.samples.setdefault(reason, [])
+            if len(bucket) < SAMPLES_PER_REASON_PER_SHARD:
+                bucket.append(r.to_json())
+        return alive, dead
+
+    def to_json(self) -> dict:
+        return {k: {"in": v["in"], "rejected": v["rejected"], "reasons": dict(v["reasons"]),
+                    "counts": dict(v["counts"])} for k, v in self.by_stage.items()}
+
+
+def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
+    """Process one shard through one segment; returns (and checkpoints) its stats."""
+    marker = plan.marker(f"seg-{seg_index}", shard)
+    if os.path.exists(marker):
+        with open(marker, "rb") as f:
+            return {**orjson.loads(f.read()), "resumed": True}
+    t0 = time.time()
+    seg = plan.segments[seg_index]
+    stages = _stages_for(plan)
+    chain: list[Stage] = []
+    if seg.apply_global is not None:
+        chain.append(_loaded_global(plan, stages, seg.apply_global))
+    chain += [stages[i] for i in seg.map_stages]
+    batch_size = plan.recipe["executor"]["batch_size"]
+    stats = _StageStats(stages)
+    kept: list[Record] = []
+    n_in = n_rejected = 0
+    out_fmt = plan.recipe["output"]["format"]
+    rej_fmt = "jsonl.zst" if out_fmt == "jsonl.zst" else out_fmt
+    rej_path = plan.path("rejected", f"seg-{seg_index}-shard-{shard:05d}{EXT[rej_fmt]}")
+    q_path = plan.path("quarantine", f"shard-{shard:05d}.jsonl.zst")
+    # only raw input (segment 0) can be quarantined; later segments read our own shards
+    q_writer = ShardWriter(q_path, "jsonl.zst") if seg_index == 0 else contextlib.nullcontext(_NoQuarantine())
+    with ShardWriter(rej_path, rej_fmt) as rej_w, q_writer as q_w:
+        batch: list[Record] = []
+
+        def flush() -> None:
+            nonlocal n_rejected
+            alive = []
+            read = stats.by_stage.setdefault("read", {"in": 0, "rejected": 0, "reasons": Counter(),
+                                                     "counts": Counter()})
+            read["in"] += len(batch) if seg_index == 0 else 0
+            for r in batch:  # rejected at read time (empty content)
+                if r.is_rejected:
+                    stats.by_stage["read"]["rejected"] += 1
+                    stats.by_stage["read"]["reasons"][r.meta["reject"]["reason"]] += 1
+                    rej_w.write_record(r)
+                    n_rejected += 1
+                else:
+                    alive.append(r)
+            for st in chain:
+                if not alive:
+                    break
+                alive, dead = stats.run(st, alive)
+                for r in dead:
+                    rej_w.write_record(r)
+                n_rejected += len(dead)
+            kept.extend(alive)
+            if progress is not None:
+                progress(seg_index, shard, len(batch))
+            batch.clear()
+
+        for item in _input_items(plan, seg_index, shard):
+            n_in += 1
+            if isinstance(item, Quarantined):
+                q_w.write_line(item.to_json())
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                flush()
+        flush()
+    n_quarantined = q_w.records
+    if seg.collect_global is not None:
+        gstage = stages[seg.collect_global]
+        gstage.collect(kept, plan.stage_context(seg.collect_global, shard))
+    outputs = _write_kept(plan, seg_index, shard, kept)
+    result = {
+        "segment": seg_index, "shard": shard, "in": n_in, "kept": len(kept), "rejected": n_rejected,
+        "quarantined": n_quarantined, "seconds": round(time.time() - t0, 3), "stages": stats.to_json(),
+        "outputs": {"kept": outputs, "rejected": [{"path": rej_path, "records": rej_w.records,
+                                                   "tokens": rej_w.tokens}],
+                    "quarantine": [{"path": q_path, "records": n_quarantined, "tokens": 0}] if seg_index == 0 else []},
+        "samples": {k: [orjson.loads(x) for x in v] for k, v in stats.samples.items()},
+    }
+    if n_in != len(kept) + n_rejected + n_quarantined:
+        raise RuntimeError(f"segment {seg_index} shard {shard}: {n_in} in != {len(kept)} kept + "
+                           f"{n_rejected} rejected + {n_quarantined} quarantined")
+    atomic_write_json(marker, result)
+    return result
+
+
+class _NoQuarantine:
+    records = 0
+
+    def write_line(self, line: bytes) -> None:
+        raise AssertionError("records read from thresher's own shards cannot be quarantined")
+
+
+def _write_kept(plan: Plan, seg_index: int, shard: int, kept: list[Record]) -> list[dict]:
+    split_by = plan.recipe["output"].get("split_by")
+    last = seg_index == len(plan.segments) - 1
+    if not (last and split_by):
+        path = plan.kept_shard(seg_index, shard)
+        with ShardWriter(path, plan.recipe["output"]["format"] if last else "jsonl.zst") as w:
+            for r in kept:
+                w.write_record(r)
+        return [{"path": path, "records": w.records, "tokens": w.tokens}]
+    groups: dict[str, list[Record]] = {}
+    for r in kept:
+        groups.setdefault(str(r.meta.get(split_by, "none")), []).append(r)
+    outputs = []
+    for group in sorted(groups):
+        path = plan.kept_shard(seg_index, shard, group)
+        with ShardWriter(path, plan.recipe["output"]["format"]) as w:
+            for r in groups[group]:
+                w.write_record(r)
+        outputs.append({"path": path, "records": w.records, "tokens": w.tokens, "group": group})
+    return outputs
+
+
+def run_reduce_task(plan: Plan, stage_index: int, workers: int = 1) -> dict:
+    marker = plan.marker(f"global-{stage_index:02d}")
+    if os.path.exists(marker):
+        with open(marker, "rb") as f:
+            return orjson.loads(f.read())
+    t0 = time.time()
+    stage = build_stages(plan.recipe)[stage_index]
+    ctx = plan.stage_context(stage_index, workers=workers)
+    os.makedirs(ctx.state_dir, exist_ok=True)
+    stage.setup(ctx)
+    result = {"stage": stage.label, "stats": stage.reduce(ctx) or {}, "seconds": round(time.time() - t0, 3)}
+    atomic_write_json(marker, result)
+    return result
