@@ -18,7 +18,7 @@ import difflib
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from .records import Record
 
@@ -76,6 +76,13 @@ class StageContext:
     num_shards: int = 0
     workers: int = 1
     recipe: dict = field(default_factory=dict)
+    # set by the executor for reduce(): parallel_map(fn, items) -> list, run on the
+    # executor's workers (process pool locally, Ray tasks on a cluster); fn and items
+    # must be picklable.  Falls back to a serial map.
+    parallel_map: Callable[[Callable, list], list] | None = None
+
+    def pmap(self, fn: Callable, items: list) -> list:
+        return self.parallel_map(fn, items) if self.parallel_map else [fn(x) for x in items]
 
     def artifact_path(self, suffix: str) -> str:
         os.makedirs(self.artifact_dir, exist_ok=True)
@@ -152,6 +159,9 @@ class GlobalStage(Stage):
 
     def load(self, ctx: StageContext) -> None:
         """Load the reduced state before ``process`` runs on a shard."""
+
+    def finalize(self, ctx: StageContext) -> None:
+        """After the run's manifests are written (e.g. enrich tier manifests); driver side."""
 
 
 def _same_type(default: Any, value: Any) -> bool:

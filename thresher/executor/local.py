@@ -65,7 +65,15 @@ class LocalExecutor:
         return result
 
     def reduce(self, plan: Plan, stage_index: int) -> dict:
-        return run_reduce_task(plan, stage_index, workers=self.workers)
+        return run_reduce_task(plan, stage_index, workers=self.workers, parallel_map=self.parallel_map)
+
+    def parallel_map(self, fn, items: list) -> list:
+        """A reduce's fan-out: a fresh pool, since the map pool's workers hold stage state."""
+        if self.workers == 1 or len(items) <= 1:
+            return [fn(x) for x in items]
+        import multiprocess as mp
+        with mp.Pool(min(self.workers, len(items))) as pool:
+            return pool.map(fn, items)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -136,6 +136,7 @@ def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: 
                                                       "tokens_est": v["tokens_est"]} for k, v in sinks.items()},
                 "stages": stage_stats}
     atomic_write_json(plan.path("manifest.json"), manifest)
+    _finalize_global_stages(plan)
     _write_samples(plan, seg_results, recipe["output"]["rejected_samples"])
     stats = {**manifest, "seconds": round(seconds, 2), "records_per_s": round(totals["in"] / max(seconds, 1e-9), 1),
              "reduces": {str(k): v for k, v in reduces.items()},
@@ -151,6 +152,14 @@ def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: 
     if not conserved:
         raise RuntimeError(f"record conservation violated: {totals}")
     return stats
+
+
+def _finalize_global_stages(plan: Plan) -> None:
+    from ..config import build_stages
+    from ..pipeline import GlobalStage
+    for i, st in enumerate(build_stages(plan.recipe)):
+        if isinstance(st, GlobalStage):
+            st.finalize(plan.stage_context(i))
 
 
 def _merge_stage_stats(seg_results: list[list[dict]]) -> dict:

@@ -266,7 +266,7 @@ def _write_kept(plan: Plan, seg_index: int, shard: int, kept: list[Record]) -> l
     return outputs
 
 
-def run_reduce_task(plan: Plan, stage_index: int, workers: int = 1) -> dict:
+def run_reduce_task(plan: Plan, stage_index: int, workers: int = 1, parallel_map=None) -> dict:
     marker = plan.marker(f"global-{stage_index:02d}")
     if os.path.exists(marker):
         with open(marker, "rb") as f:
@@ -274,6 +274,7 @@ def run_reduce_task(plan: Plan, stage_index: int, workers: int = 1) -> dict:
     t0 = time.time()
     stage = build_stages(plan.recipe)[stage_index]
     ctx = plan.stage_context(stage_index, workers=workers)
+    ctx.parallel_map = parallel_map
     os.makedirs(ctx.state_dir, exist_ok=True)
     stage.setup(ctx)
     result = {"stage": stage.label, "stats": stage.reduce(ctx) or {}, "seconds": round(time.time() - t0, 3)}
