@@ -6,7 +6,8 @@
 * ``dpo``: preference pairs: the prompt conversation in ``messages`` (ending with a
   user turn) plus the ``chosen`` and ``rejected`` assistant answers.
 
-Every record carries a stable, content-addressed ``id`` (source name + content hash),
+Every record carries a stable id (source name + content hash + origin hash, see
+:func:`make_record`),
 its ``source`` and a ``meta`` dict that later stages add measurements, scores and
 tags to.  Rejections are stored in ``meta["reject"]`` so the record keeps flowing as
 data (to the rejected sink) instead of disappearing.
@@ -136,15 +137,21 @@ def content_hash(kind: str, text: str | None, messages: list[dict] | None,
 
 
 def make_record(kind: str, source: str, *, text: str | None = None, messages: list[dict] | None = None,
-                chosen: str | None = None, rejected: str | None = None, meta: dict | None = None) -> Record:
-    """Build a record with its content-addressed id ``<source>/<hash>``.
+                chosen: str | None = None, rejected: str | None = None, meta: dict | None = None,
+                origin: str | None = None) -> Record:
+    """Build a record with its id ``<source>/<content hash>[.<origin hash>]``.
 
-    The id depends only on the source name and the content, so it is stable across
-    files, shard layouts and runs; exact copies inside one source share an id until
-    exact dedup rejects the later ones.
+    The content hash makes exact copies recognisable by id prefix; the short hash of
+    the origin (``file:offset``, kept in ``meta["origin"]``) makes the id unique when
+    the same text occurs twice.  Both depend only on the data, never on the shard
+    layout or the run, so ids are stable across runs.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown record kind {kind!r}; expected one of {KINDS}")
     rid = f"{source}/{content_hash(kind, text, messages, chosen, rejected)}"
+    meta = meta or {}
+    if origin is not None:
+        rid += "." + hashlib.blake2b(origin.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+        meta["origin"] = origin
     return Record(id=rid, kind=kind, source=source, text=text, messages=messages,
-                  chosen=chosen, rejected=rejected, meta=meta or {})
+                  chosen=chosen, rejected=rejected, meta=meta)

@@ -169,10 +169,13 @@ def _alpaca(obj: dict) -> list[dict]:
     return msgs
 
 
-def convert(obj: Any, source: str, mapping: dict | None = None) -> list[Record]:
-    """Convert one raw object into one record (several for an oasst tree)."""
+def convert(obj: Any, source: str, mapping: dict | None = None, origin: str | None = None) -> list[Record]:
+    """Convert one raw object into one record (several for an oasst tree).
+
+    ``origin`` (``file:offset``) makes ids unique among exact copies; see make_record.
+    """
     if isinstance(obj, str):
-        return [make_record("text", source, text=obj)]
+        return [make_record("text", source, text=obj, origin=origin)]
     if not isinstance(obj, dict):
         raise FormatError(f"expected a JSON object, got {type(obj).__name__}")
     mapping = mapping or {}
@@ -186,13 +189,15 @@ def convert(obj: Any, source: str, mapping: dict | None = None) -> list[Record]:
     try:
         if fmt == "text":
             text = next(obj[k] for k in TEXT_KEYS if isinstance(obj.get(k), str))
-            return [make_record("text", source, text=text, meta=keep)]
+            return [make_record("text", source, text=text, meta=keep, origin=origin)]
         if fmt == "oasst":
             root = obj["prompt"] if "prompt" in obj else obj
-            return [make_record("sft", source, messages=t, meta=dict(keep)) for t in oasst_threads(root)]
+            return [make_record("sft", source, messages=t, meta=dict(keep),
+                                origin=None if origin is None else f"{origin}#{k}")
+                    for k, t in enumerate(oasst_threads(root))]
         if fmt == "dpo":
             return [make_record("dpo", source, messages=_dpo_prompt(obj), chosen=_answer_text(obj["chosen"]),
-                                rejected=_answer_text(obj["rejected"]), meta=keep)]
+                                rejected=_answer_text(obj["rejected"]), meta=keep, origin=origin)]
         builders = {"moss": _moss, "alpaca": _alpaca, "data": lambda o: _alternating(o["data"]),
                     "sharegpt": lambda o: _messages_from_list(o["conversations"]),
                     "messages": lambda o: _messages_from_list(o["messages"]),
@@ -202,6 +207,6 @@ def convert(obj: Any, source: str, mapping: dict | None = None) -> list[Record]:
         msgs = builders[fmt](obj)
         if obj.get("system") and fmt in ("sharegpt", "messages", "firefly") and msgs[0]["role"] != "system":
             msgs.insert(0, _msg("system", obj["system"]))
-        return [make_record("sft", source, messages=msgs, meta=keep)]
+        return [make_record("sft", source, messages=msgs, meta=keep, origin=origin)]
     except KeyError as e:
         raise FormatError(f"{fmt}: missing field {e}") from None

@@ -235,7 +235,7 @@ def _text_unit(spec: ShardSpec, offset: int, raw: bytes, encoding: str) -> Itera
 
 def _convert(obj, spec: ShardSpec, offset: int, raw: bytes, mapping: dict) -> Iterator[Record | Quarantined]:
     try:
-        records = convert(obj, spec.source, mapping)
+        records = convert(obj, spec.source, mapping, origin=f"{os.path.basename(spec.path)}:{offset}")
     except FormatError as e:
         yield Quarantined(spec.source, spec.path, offset, f"unrecognised record: {e}", raw)
         return

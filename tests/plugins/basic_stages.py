@@ -1,0 +1,87 @@
+"""Small stages used by the foundation tests (loaded through a recipe's `plugins:`)."""
+import os
+import time
+
+import orjson
+
+from thresher.io.writers import atomic_write_bytes
+from thresher.pipeline import GlobalStage, Stage, register
+
+
+@register("t_min_chars")
+class MinChars(Stage):
+    defaults = {"min_chars": 5}
+
+    def process(self, r):
+        n = len(r.full_text())
+        r.signals()["chars"] = n
+        return self.reject(r, "too_short", n, self.min_chars) if n < self.min_chars else r
+
+
+@register("t_slow")
+class Slow(Stage):
+    """Sleeps per batch so that a run lasts long enough to be killed mid-way."""
+    defaults = {"seconds_per_batch": 0.05}
+
+    def process_batch(self, records):
+        time.sleep(self.seconds_per_batch)
+        return records
+
+
+@register("t_exact_dedup")
+class ExactDedup(GlobalStage):
+    """Keeps the first copy in (shard, position) order: decided in reduce, so the result
+    does not depend on workers or scheduling."""
+
+    def collect(self, records, ctx):
+        atomic_write_bytes(ctx.artifact_path(".json"), orjson.dumps([r.id for r in records]))
+
+    def reduce(self, ctx):
+        seen, drop = set(), {}
+        for name in sorted(os.listdir(ctx.artifact_dir)):
+            with open(os.path.join(ctx.artifact_dir, name), "rb") as f:
+                for pos, rid in enumerate(orjson.loads(f.read())):
+                    key = (name, pos)
+                    if rid in seen:
+                        drop[f"{name}:{pos}"] = rid
+                    seen.add(rid)
+        atomic_write_bytes(os.path.join(ctx.state_dir, "drop.json"), orjson.dumps(sorted(drop)))
+        return {"dropped": len(drop)}
+
+    def load(self, ctx):
+        with open(os.path.join(ctx.state_dir, "drop.json"), "rb") as f:
+            self.drop = set(orjson.loads(f.read()))
+
+    def process_batch(self, records):
+        # positions are only known per shard; the executor gives whole shards in order
+        return records
+
+
+@register("t_dedup_by_id")
+class DedupById(GlobalStage):
+    """Drop every record whose id was seen in an earlier (shard, position)."""
+
+    def collect(self, records, ctx):
+        atomic_write_bytes(ctx.artifact_path(".json"), orjson.dumps([r.id for r in records]))
+
+    def reduce(self, ctx):
+        seen, keep_first = set(), {}
+        for name in sorted(os.listdir(ctx.artifact_dir)):
+            with open(os.path.join(ctx.artifact_dir, name), "rb") as f:
+                for rid in orjson.loads(f.read()):
+                    if rid not in seen:
+                        keep_first[rid] = name
+                        seen.add(rid)
+        atomic_write_bytes(os.path.join(ctx.state_dir, "first.json"), orjson.dumps(keep_first))
+        return {"unique": len(keep_first)}
+
+    def load(self, ctx):
+        with open(os.path.join(ctx.state_dir, "first.json"), "rb") as f:
+            self.first = orjson.loads(f.read())
+        self.shard_name = None
+
+    def setup(self, ctx):
+        self.emitted = set()
+
+    def process(self, r):
+        return r
