@@ -30,58 +30,30 @@ class Slow(Stage):
 
 @register("t_exact_dedup")
 class ExactDedup(GlobalStage):
-    """Keeps the first copy in (shard, position) order: decided in reduce, so the result
-    does not depend on workers or scheduling."""
+    """Keeps the first copy of each content hash in (shard, position) order, decided in
+    reduce, so the result does not depend on workers or scheduling."""
 
     def collect(self, records, ctx):
         atomic_write_bytes(ctx.artifact_path(".json"), orjson.dumps([r.id for r in records]))
 
     def reduce(self, ctx):
-        seen, drop = set(), {}
+        first, drop = {}, {}
         for name in sorted(os.listdir(ctx.artifact_dir)):
             with open(os.path.join(ctx.artifact_dir, name), "rb") as f:
-                for pos, rid in enumerate(orjson.loads(f.read())):
-                    key = (name, pos)
-                    if rid in seen:
-                        drop[f"{name}:{pos}"] = rid
-                    seen.add(rid)
-        atomic_write_bytes(os.path.join(ctx.state_dir, "drop.json"), orjson.dumps(sorted(drop)))
+                for rid in orjson.loads(f.read()):
+                    content = rid.rsplit(".", 1)[0]
+                    if content in first:
+                        drop[rid] = first[content]
+                    else:
+                        first[content] = rid
+        atomic_write_bytes(os.path.join(ctx.state_dir, "drop.json"), orjson.dumps(drop))
         return {"dropped": len(drop)}
 
     def load(self, ctx):
         with open(os.path.join(ctx.state_dir, "drop.json"), "rb") as f:
-            self.drop = set(orjson.loads(f.read()))
-
-    def process_batch(self, records):
-        # positions are only known per shard; the executor gives whole shards in order
-        return records
-
-
-@register("t_dedup_by_id")
-class DedupById(GlobalStage):
-    """Drop every record whose id was seen in an earlier (shard, position)."""
-
-    def collect(self, records, ctx):
-        atomic_write_bytes(ctx.artifact_path(".json"), orjson.dumps([r.id for r in records]))
-
-    def reduce(self, ctx):
-        seen, keep_first = set(), {}
-        for name in sorted(os.listdir(ctx.artifact_dir)):
-            with open(os.path.join(ctx.artifact_dir, name), "rb") as f:
-                for rid in orjson.loads(f.read()):
-                    if rid not in seen:
-                        keep_first[rid] = name
-                        seen.add(rid)
-        atomic_write_bytes(os.path.join(ctx.state_dir, "first.json"), orjson.dumps(keep_first))
-        return {"unique": len(keep_first)}
-
-    def load(self, ctx):
-        with open(os.path.join(ctx.state_dir, "first.json"), "rb") as f:
-            self.first = orjson.loads(f.read())
-        self.shard_name = None
-
-    def setup(self, ctx):
-        self.emitted = set()
+            self.drop = orjson.loads(f.read())
 
     def process(self, r):
+        if r.id in self.drop:
+            return self.reject(r, "exact_dup", 1.0, dup_of=self.drop[r.id])
         return r

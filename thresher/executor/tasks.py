@@ -43,6 +43,9 @@ class Plan:
     recipe: dict
     shards: list[dict]  # ShardSpec dicts of segment 0
     segments: list[Segment] = field(default_factory=list)
+    # differs per invocation, so worker caches never reuse stages (and loaded global
+    # state) of an earlier run in the same process
+    run_token: str = field(default_factory=lambda: os.urandom(8).hex())
 
     @property
     def run_dir(self) -> str:
@@ -64,7 +67,11 @@ class Plan:
         return cls(recipe=recipe, shards=[s.to_dict() for s in shards], segments=segments)
 
     def fingerprint(self) -> str:
-        body = orjson.dumps({"recipe": self.recipe, "shards": self.shards}, option=orjson.OPT_SORT_KEYS)
+        # where the run is written and how many workers/which engine run it are not part
+        # of what it computes: a run may resume with another worker count or executor
+        recipe = {**self.recipe, "output": {k: v for k, v in self.recipe["output"].items() if k != "dir"},
+                  "executor": {k: self.recipe["executor"][k] for k in ("shard_bytes", "batch_size")}}
+        body = orjson.dumps({"recipe": recipe, "shards": self.shards}, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(body).hexdigest()[:16]
 
     # paths ---------------------------------------------------------------
@@ -100,7 +107,7 @@ _WORKER: dict = {}
 
 
 def _stages_for(plan: Plan) -> list[Stage]:
-    key = plan.fingerprint()
+    key = plan.run_token
     if _WORKER.get("key") != key:
         stages = build_stages(plan.recipe)
         for i, st in enumerate(stages):

@@ -1,0 +1,146 @@
+"""End-to-end integrity of a run: malformed input, conservation, SIGKILL + resume."""
+import base64
+import glob
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+
+import orjson
+import pytest
+import zstandard
+
+from conftest import REPO, run_cli, thresher_cmd, write_recipe
+from thresher.inspect import iter_sink
+
+
+def _sink(run_dir, sink):
+    return list(iter_sink(str(run_dir), sink))
+
+
+def _malformed_inputs(d):
+    good = [{"text": f"这是一条正常的中文文本，编号{i}，内容足够长。"} for i in range(200)]
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in good]
+    lines.insert(10, b'{"text": "bad json,')                     # bad JSON line
+    lines.insert(20, b'{"text": "\xff\xfe\xfa invalid utf-8"}')  # invalid UTF-8
+    lines.insert(30, b'{"text": ""}')                            # empty text
+    lines.insert(40, b'{"title": "missing text field"}')         # missing fields
+    lines.insert(50, json.dumps({"text": "长" * (20 * 1024 * 1024 // 3)}, ensure_ascii=False).encode())  # 20 MB line
+    (d / "web.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (d / "news.txt").write_bytes("国内新闻一则，内容是编码检测。\n国际新闻二则，内容依旧正常。\n".encode("gb18030"))
+    with gzip.open(d / "cut.jsonl.gz", "wt", encoding="utf-8") as f:
+        for i in range(3000):
+            f.write(json.dumps({"text": f"压缩文件中的第{i}行文本" * 10}, ensure_ascii=False) + "\n")
+    data = (d / "cut.jsonl.gz").read_bytes()
+    (d / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
+    return 200 + 5 + 2  # records + bad units + gb18030 lines, before the gz
+
+
+def test_malformed_input_lands_in_a_sink_with_reason(tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    _malformed_inputs(data)
+    out = tmp_path / "out"
+    recipe = write_recipe(tmp_path / "r.yaml", [{"path": str(data / "*")}], out,
+                          [{"t_min_chars": {"min_chars": 5}}], shard_bytes="1MB")
+    run_cli("run", recipe)
+    man = json.loads((out / "manifest.json").read_text())
+    c = man["counts"]
+    assert man["conserved"] and c["in"] == c["kept"] + c["rejected"] + c["quarantined"]
+    quarantine = _sink(out, "quarantine")
+    errors = " | ".join(q["error"] for q in quarantine)
+    assert "bad JSON line" in errors and "unrecognised record" in errors and "unreadable input" in errors
+    bad_utf8 = [q for q in quarantine if b"\xff\xfe" in base64.b64decode(q["raw_b64"])]
+    assert len(bad_utf8) == 1  # raw bytes kept exactly
+    rejected = {r["meta"]["reject"]["reason"] for r in _sink(out, "rejected")}
+    assert "empty" in rejected
+    kept = _sink(out, "kept")
+    texts = [r["text"] for r in kept]
+    assert "国内新闻一则，内容是编码检测。" in texts  # GB18030 decoded
+    assert any(len(t) > 6_000_000 for t in texts)  # the 20 MB line is a record, not a crash
+    assert sum(t.startswith("压缩文件中的第") for t in texts) > 100  # the readable part of the .gz
+
+
+def _slow_recipe(tmp_path, out, workers=2):
+    data = tmp_path / "in.jsonl"
+    if not data.exists():
+        rows = [{"text": f"第{i % 700}号文档：" + "内容" * (i % 7 + 3)} for i in range(4000)]
+        rows += [{"text": "短"}] * 50
+        data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
+    return write_recipe(tmp_path / f"r-{out.name}.yaml", [{"path": str(data), "name": "web"}], out,
+                        [{"t_min_chars": {"min_chars": 4}}, {"t_slow": {"seconds_per_batch": 0.15}},
+                         "t_exact_dedup", {"t_slow": {"seconds_per_batch": 0.1}}],
+                        workers=workers, shard_bytes="12KB", batch_size=200)
+
+
+def _output_bytes(run_dir):
+    files = {}
+    for sink in ("kept", "rejected", "quarantine"):
+        for p in sorted(glob.glob(os.path.join(run_dir, sink, "**", "*"), recursive=True)):
+            if os.path.isfile(p):
+                files[os.path.relpath(p, run_dir)] = open(p, "rb").read()
+    files["manifest.json"] = open(os.path.join(run_dir, "manifest.json"), "rb").read()
+    return files
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_then_resume_is_byte_identical(tmp_path):
+    ref = tmp_path / "ref"
+    t0 = time.time()
+    run_cli("run", _slow_recipe(tmp_path, ref))
+    full = time.time() - t0
+    expected = _output_bytes(ref)
+    assert json.loads(expected["manifest.json"])["counts"]["rejected"] > 0
+
+    out = tmp_path / "killed"
+    recipe = _slow_recipe(tmp_path, out)
+    kills = 0
+    for frac in (0.3, 0.55, 0.8):
+        proc = subprocess.Popen(thresher_cmd("run", recipe), cwd=REPO, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full * frac)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole run: driver and pool workers
+            kills += 1
+        proc.wait()
+    assert kills >= 2, "the run finished before it could be killed; slow it down"
+    assert not (out / "manifest.json").exists() or kills < 3
+    run_cli("run", recipe)
+    assert _output_bytes(out) == expected
+
+
+def test_result_does_not_depend_on_worker_count(tmp_path):
+    a, b = tmp_path / "w1", tmp_path / "w2"
+    for out, w in ((a, 1), (b, 2)):
+        recipe = _slow_recipe(tmp_path, out, workers=w)
+        run_cli("run", recipe, "--set", "stages=" + json.dumps(
+            [{"t_min_chars": {"min_chars": 4}}, "t_exact_dedup"]))
+    assert _output_bytes(a) == _output_bytes(b)
+
+
+def test_second_run_on_same_output_is_refused_while_first_holds_lock(tmp_path):
+    out = tmp_path / "locked"
+    recipe = _slow_recipe(tmp_path, out)
+    proc = subprocess.Popen(thresher_cmd("run", recipe), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if (out / "state" / "plan.json").exists():
+                break
+            time.sleep(0.1)
+        second = run_cli("run", recipe, check=False)
+        assert second.returncode == 3 and "another thresher run" in second.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_changed_recipe_refuses_to_resume_into_old_run(tmp_path):
+    out = tmp_path / "o"
+    recipe = _slow_recipe(tmp_path, out)
+    run_cli("run", recipe, "--set", "stages=[t_exact_dedup]")
+    proc = run_cli("run", recipe, check=False)
+    assert proc.returncode == 2 and "different recipe" in proc.stderr
+    run_cli("run", recipe, "--restart", "--set", "stages=[t_exact_dedup]")

@@ -1,0 +1,371 @@
+"""Normalisers: stages that change text and never drop a record.
+
+Each is a map stage whose ``process`` runs ``record.map_text(fn)``; ``fn`` is a pure
+str -> str built once per worker in ``setup`` (translate tables and compiled regexes),
+with a cheap "is there anything to do" test first so clean text costs one scan.
+Counters: ``touched`` (records changed) and ``chars_removed`` (net length drop).
+"""
+from __future__ import annotations
+
+import html
+import re
+from ..pipeline import Stage, register
+from ..records import Record
+from ._text import CJK_PUNCT, CJK_RANGES
+
+
+class Normalizer(Stage):
+    """Base: subclasses implement ``fn(text) -> text``; bookkeeping lives here."""
+
+    def fn(self, text: str) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def process(self, record: Record) -> Record:
+        before = after = 0
+        changed = False
+        fn = self.fn
+
+        def wrapped(t: str) -> str:
+            nonlocal before, after, changed
+            out = fn(t)
+            if out != t:
+                changed = True
+                before += len(t)
+                after += len(out)
+            return out
+
+        record.map_text(wrapped)
+        if changed:
+            self.count("touched")
+            if before > after:
+                self.count("chars_removed", before - after)
+        return record
+
+
+# ---------------------------------------------------------------------------
+def _fullwidth_table(symbols: bool) -> dict[int, str]:
+    table = {}
+    for cp in range(0xFF10, 0xFF1A):  # ０-９
+        table[cp] = chr(cp - 0xFEE0)
+    for cp in list(range(0xFF21, 0xFF3B)) + list(range(0xFF41, 0xFF5B)):  # Ａ-Ｚ ａ-ｚ
+        table[cp] = chr(cp - 0xFEE0)
+    if symbols:
+        # symbols that are not Chinese punctuation; ，。：；！？（） etc. stay full-width
+        for ch in "％＋＝＠＃＄＆＊／＜＞＿｜＾｀＼":
+            table[ord(ch)] = chr(ord(ch) - 0xFEE0)
+    table[0x3000] = " "  # ideographic space; whitespace_normalizer decides what to keep
+    return table
+
+
+@register("fullwidth_normalizer")
+class FullwidthNormalizer(Normalizer):
+    """Full-width letters/digits (and a few symbols) -> ASCII; CJK punctuation kept."""
+    defaults = {"symbols": True}
+
+    def setup(self, ctx) -> None:
+        self._table = _fullwidth_table(self.symbols)
+        self._probe = re.compile("[" + "".join(re.escape(chr(c)) for c in self._table) + "]")
+
+    def fn(self, text: str) -> str:
+        if not self._probe.search(text):
+            return text
+        return text.translate(self._table)
+
+
+# ---------------------------------------------------------------------------
+def _numeral_table() -> dict[int, str]:
+    t: dict[int, str] = {}
+    for i in range(20):
+        t[0x2460 + i] = str(i + 1)  # ①..⑳ -> 1..20
+        t[0x2474 + i] = f"({i + 1})"  # ⑴..⒇ -> (1)..(20)
+        t[0x2488 + i] = f"{i + 1}."  # ⒈..⒛ -> 1...20.
+    for i in range(10):
+        t[0x2776 + i] = str(i + 1)  # ❶..❿
+        t[0x2780 + i] = str(i + 1)  # ➀..➉
+        t[0x278A + i] = str(i + 1)  # ➊..➓
+    for i in range(11, 21):
+        t[0x24EB + i - 11] = str(i)  # ⓫..⓴
+    t[0x24EA] = "0"  # ⓪
+    return t
+
+
+@register("numeral_normalizer")
+class NumeralNormalizer(Normalizer):
+    """Circled / parenthesised / full-stop numerals to ASCII digits (①->1, ⑴->(1), ⒈->1.)."""
+    defaults: dict = {}
+
+    def setup(self, ctx) -> None:
+        self._table = _numeral_table()
+        self._probe = re.compile("[\u2460-\u24ff\u2776-\u2793]")
+
+    def fn(self, text: str) -> str:
+        if not self._probe.search(text):
+            return text
+        return text.translate(self._table)
+
+
+# ---------------------------------------------------------------------------
+# Cyrillic/Greek letters that render like Latin ones.  Only replaced inside a word
+# that also has Latin letters, so real Russian or Greek text is left alone.
+HOMOGLYPHS = {
+    "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P", "С": "C",
+    "Т": "T", "Х": "X", "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x",
+    "і": "i", "ј": "j", "ѕ": "s", "Ѕ": "S", "І": "I", "Ј": "J",
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
+    "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "ο": "o", "ν": "v", "α": "a",
+}
+
+
+@register("homoglyph_normalizer")
+class HomoglyphNormalizer(Normalizer):
+    """Look-alike Cyrillic/Greek letters inside Latin words -> Latin (spam evasion)."""
+    defaults: dict = {}
+
+    def setup(self, ctx) -> None:
+        self._table = str.maketrans(HOMOGLYPHS)
+        chars = "".join(HOMOGLYPHS)
+        self._probe = re.compile(f"[{chars}]")
+        # a "word" of Latin + look-alike letters that contains at least one of each
+        self._word = re.compile(f"[A-Za-z{chars}]*(?:[A-Za-z][{chars}]|[{chars}][A-Za-z])[A-Za-z{chars}]*")
+
+    def fn(self, text: str) -> str:
+        if not self._probe.search(text):
+            return text
+        return self._word.sub(lambda m: m.group(0).translate(self._table), text)
+
+
+# ---------------------------------------------------------------------------
+INVISIBLE = ("\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064"
+             "\ufeff\u00ad\u180e\ufffc")
+# control characters except \t and \n (\r is handled as a line break)
+CONTROLS = "".join(chr(c) for c in list(range(0, 9)) + [11, 12] + list(range(14, 32)) + list(range(127, 160)))
+# escape remnants of the same characters left by broken pipelines: <200b>, \u200b, &#8203;
+_REMNANT_RE = re.compile(r"<(?:200[b-f]|202[a-e]|206[0-4]|feff|00ad)>|\\u(?:200[b-f]|feff)|&#(?:8203|8204|8205|65279);|&zwj;|&zwnj;",
+                         re.I)
+
+
+@register("invisible_char_remover")
+class InvisibleCharRemover(Normalizer):
+    """Remove zero-width, bidi, control characters and ``<200b>``-style remnants; CRLF -> LF."""
+    defaults: dict = {}
+
+    def setup(self, ctx) -> None:
+        self._table = {ord(c): None for c in INVISIBLE + CONTROLS}
+        self._table[ord("\r")] = "\n"
+        self._table[0x2028] = "\n"
+        self._table[0x2029] = "\n"
+        self._probe = re.compile("[" + re.escape(INVISIBLE + CONTROLS) + "\r\u2028\u2029]|<[0-9a-fA-F]{4}>|\\\\u|&#|&z")
+
+    def fn(self, text: str) -> str:
+        if not self._probe.search(text):
+            return text
+        text = text.replace("\r\n", "\n")
+        text = _REMNANT_RE.sub("", text)
+        return text.translate(self._table)
+
+
+# ---------------------------------------------------------------------------
+_BLOCK_TAGS = ("p|div|br|li|ul|ol|h[1-6]|tr|table|section|article|header|footer|nav|aside|blockquote|pre|"
+               "dd|dt|dl|title|hr|form|figure|figcaption|main|td|th")
+_DROP_RE = re.compile(r"<(script|style|noscript|template|svg|iframe|head)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<!\[CDATA\[.*?\]\]>",
+                      re.S | re.I)
+_BLOCK_RE = re.compile(rf"<\s*/?\s*(?:{_BLOCK_TAGS})\b[^>]*>", re.I)
+_TAG_RE = re.compile(r"<\s*/?\s*[A-Za-z][A-Za-z0-9:-]*\b[^<>]*>|<!DOCTYPE[^>]*>|<\?xml[^>]*\?>", re.I)
+_HTML_PROBE = re.compile(r"<\s*/?\s*[A-Za-z!][^<>]*>|&(?:[A-Za-z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,5});")
+_NL_RUN = re.compile(r"[ \t\u3000\xa0]*\n[ \t\u3000\xa0\n]*")
+
+
+@register("html_stripper")
+class HtmlStripper(Normalizer):
+    """Strip HTML/XML tags and entities, keeping paragraph breaks at block tags.
+
+    Regex-based on purpose: it is fast and tolerant of the broken markup found in web
+    dumps; for main-content extraction run a real extractor before thresher.
+    """
+    defaults = {"drop_elements": True}
+
+    def fn(self, text: str) -> str:
+        if not _HTML_PROBE.search(text):
+            return text
+        if "<" in text:
+            if self.drop_elements:
+                text = _DROP_RE.sub("\n", text)
+            text = _BLOCK_RE.sub("\n", text)
+            text = _TAG_RE.sub("", text)
+        if "&" in text:
+            text = html.unescape(text)
+        # markup indentation leaves whitespace-only lines: fold them into one paragraph break
+        text = _NL_RUN.sub(lambda m: "\n\n" if m.group(0).count("\n") > 1 else "\n", text)
+        return text.strip()
+
+
+# ---------------------------------------------------------------------------
+@register("punctuation_collapser")
+class PunctuationCollapser(Normalizer):
+    """Collapse runs of the same punctuation mark (！！！ -> ！, ?? -> ?, ..... -> ...).
+
+    Markdown markers (``-``, ``#``, ``*``, ``=``, backticks) and the Chinese dash ——
+    are never touched; ellipses keep their conventional length (... and ……).
+    """
+    defaults = {"marks": "，。！？、；：!?,;～~", "min_run": 2}
+
+    def setup(self, ctx) -> None:
+        marks = re.escape(self.marks)
+        n = max(2, self.min_run)
+        self._run = re.compile(f"([{marks}])\\1{{{n - 1},}}")
+        self._dots = re.compile(r"\.{4,}")
+        self._ell = re.compile("…{3,}")
+
+    def fn(self, text: str) -> str:
+        out = self._run.sub(r"\1", text)
+        if "...." in out:
+            out = self._dots.sub("...", out)
+        if "………" in out:
+            out = self._ell.sub("……", out)
+        return out
+
+
+# ---------------------------------------------------------------------------
+_CJK_OR_PUNCT = CJK_RANGES + re.escape(CJK_PUNCT)
+
+
+@register("whitespace_normalizer")
+class WhitespaceNormalizer(Normalizer):
+    """Remove spaces next to CJK characters, squeeze other space runs, keep newlines.
+
+    Paragraph structure matters downstream (dup-line rules, chunking), so line breaks
+    are kept; only 3+ newlines become one blank line.
+    """
+    defaults = {"cjk_latin_space": False, "max_blank_lines": 1}
+
+    def setup(self, ctx) -> None:
+        sp = "[ \\t\\u3000\\xa0\\u2000-\\u200a\\u202f\\u205f]"
+        self._sp_run = re.compile(f"{sp}{{2,}}|[\\t\\u3000\\xa0\\u2000-\\u200a\\u202f\\u205f]")
+        # space with CJK (or CJK punctuation) on either side
+        if self.cjk_latin_space:  # keep "使用 Python 进行" spacing; only remove between two CJK
+            self._cjk_sp = re.compile(f"(?<=[{_CJK_OR_PUNCT}]) +(?=[{_CJK_OR_PUNCT}])")
+        else:
+            self._cjk_sp = re.compile(f"(?<=[{_CJK_OR_PUNCT}]) +| +(?=[{_CJK_OR_PUNCT}])")
+        self._edges = re.compile(r"[ \t]+\n|\n[ \t]+")
+        self._blank = re.compile("\n{%d,}" % (self.max_blank_lines + 2))
+        self._nl = "\n" * (self.max_blank_lines + 1)
+
+    def fn(self, text: str) -> str:
+        out = self._sp_run.sub(" ", text)
+        if " " in out:
+            out = self._cjk_sp.sub("", out)
+            out = self._edges.sub("\n", out)
+        if "\n\n\n" in out:
+            out = self._blank.sub(self._nl, out)
+        return out.strip(" \n")
+
+
+# ---------------------------------------------------------------------------
+@register("t2s_converter")
+class T2SConverter(Normalizer):
+    """Traditional -> Simplified Chinese with OpenCC (``t2s`` config).
+
+    OpenCC's pure-Python port is slow, so a text is only converted when it contains a
+    character that the t2s dictionary maps (one regex scan otherwise).
+    """
+    defaults = {"config": "t2s"}
+
+    def setup(self, ctx) -> None:
+        import opencc  # opencc-python-reimplemented
+        self._cc = opencc.OpenCC(self.config)
+        self._probe = _trad_probe(self.config)
+
+    def fn(self, text: str) -> str:
+        if not self._probe.search(text):
+            return text
+        return self._cc.convert(text)
+
+
+def _trad_probe(config: str) -> re.Pattern:
+    import os
+    import opencc
+    d = os.path.join(os.path.dirname(opencc.__file__), "dictionary")
+    chars: set[str] = set()
+    for name in ("TSCharacters.txt", "TSPhrases.txt"):
+        path = os.path.join(d, name)
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                src, _, dst = line.rstrip("\n").partition("\t")
+                for s_ch in src:
+                    if s_ch not in dst.split(" ")[0]:
+                        chars.add(s_ch)
+    if not chars:  # unknown layout: always convert
+        return re.compile(".", re.S)
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(chars)) + "]")
+
+
+# ---------------------------------------------------------------------------
+DEFAULT_BOILERPLATE = [
+    "版权所有", "版权声明", "copyright", "all rights reserved", "免责声明", "责任编辑", "编辑：", "来源：",
+    "原标题", "本文来源", "转载请注明", "未经授权", "禁止转载", "点击查看", "点击进入", "点击阅读", "阅读原文",
+    "阅读全文", "查看更多", "展开全文", "相关阅读", "相关新闻", "相关推荐", "热门推荐", "推荐阅读", "延伸阅读",
+    "猜你喜欢", "上一篇", "下一篇", "返回首页", "返回搜狐", "返回顶部", "分享到", "分享至", "扫一扫", "扫码",
+    "二维码", "关注我们", "关注公众号", "微信公众号", "下载客户端", "打开app", "打开APP", "登录", "注册",
+    "首页", "网站地图", "联系我们", "关于我们", "广告服务", "隐私政策", "用户协议", "ICP备", "icp证", "公网安备",
+    "举报", "评论", "跟帖", "收藏", "点赞", "我要纠错", "字号", "打印", "网友评论", "发表评论", "热门评论",
+    "新浪微博", "微博", "QQ空间", "意见反馈", "今日头条", "客户端", "订阅",
+]
+
+
+@register("boilerplate_trimmer")
+class BoilerplateTrimmer(Normalizer):
+    """Trim boilerplate lines from a document's head and tail against a phrase list.
+
+    From each end, scan line by line; a line containing a phrase (or a very short line
+    without sentence punctuation, e.g. a navigation item) is a hit.  Stop after
+    ``patience`` consecutive non-hit lines and cut everything up to the last hit.  The
+    body in the middle is never touched.
+    """
+    defaults = {"phrases": [], "use_default_phrases": True, "patience": 2, "short_line_chars": 6,
+                "max_fraction": 0.8}
+
+    def setup(self, ctx) -> None:
+        phrases = (DEFAULT_BOILERPLATE if self.use_default_phrases else []) + list(self.phrases)
+        self._phrases = tuple(p.lower() for p in phrases)
+        self._sent = re.compile("[。！？!?；]")
+
+    def _hit(self, line: str) -> bool:
+        s = line.strip()
+        if not s:
+            return False
+        low = s.lower()
+        if any(p in low for p in self._phrases):
+            # a long sentence that merely mentions e.g. 微博 is body text, not boilerplate
+            return len(s) < 60 or not self._sent.search(s)
+        return len(s) <= self.short_line_chars and not self._sent.search(s)
+
+    def _scan(self, lines: list[str]) -> int:
+        """How many leading lines are boilerplate."""
+        cut = 0
+        misses = 0
+        for i, line in enumerate(lines):
+            if not line.strip():
+                continue
+            if self._hit(line):
+                cut = i + 1
+                misses = 0
+            else:
+                misses += 1
+                if misses >= self.patience:
+                    break
+        return cut
+
+    def fn(self, text: str) -> str:
+        lines = text.split("\n")
+        if len(lines) < 2:
+            return text
+        head = self._scan(lines)
+        tail = self._scan(lines[::-1])
+        if head + tail >= len(lines) or head + tail > self.max_fraction * len(lines):
+            return text  # the whole thing looks like boilerplate: leave it to the filters
+        if not head and not tail:
+            return text
+        return "\n".join(lines[head:len(lines) - tail]).strip("\n")
+

@@ -1,0 +1,93 @@
+"""``thresher train sft|dpo|rounds|extend-vocab``.
+
+    thresher train sft --configs defaults tiny-llama datasets-demo --set lora.r=16 --output_dir out/x
+    thresher train extend-vocab --base /models/llama-7b --corpus zh.txt --out tok-zh
+
+Everything after the named config blocks is an override (``--key value`` or
+``--set key=value``, dotted keys reach nested settings).  ``--local_rank`` (passed
+by the ``deepspeed`` launcher) is accepted and ignored: the rank comes from the
+environment the launcher sets.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from thresher.training.config import build_config, parse_overrides
+
+COMMANDS = ("sft", "dpo", "rounds", "extend-vocab", "show-config")
+
+
+def _strip_local_rank(tokens: list[str]) -> list[str]:
+    out, skip = [], False
+    for i, t in enumerate(tokens):
+        if skip:
+            skip = False
+            continue
+        if t.startswith("--local_rank") or t.startswith("--local-rank"):
+            if "=" not in t:
+                skip = True
+            continue
+        out.append(t)
+    return out
+
+
+def _train_parser(cmd: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"thresher train {cmd}", add_help=True,
+                                epilog="further --key value / --set key=value pairs override config keys")
+    p.add_argument("--configs", nargs="+", default=["defaults"], help="config blocks merged in order")
+    p.add_argument("--config-dir", default=None, help="directory of *.yaml config blocks (default configs/train)")
+    return p
+
+
+def _extend_vocab_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="thresher train extend-vocab")
+    p.add_argument("--base", required=True, help="local path of the base tokenizer")
+    p.add_argument("--out", required=True, help="directory for the merged tokenizer")
+    p.add_argument("--corpus", nargs="*", default=None, help=".txt files or any thresher-readable data")
+    p.add_argument("--sp-model", default=None, help="use this SentencePiece model instead of training one")
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--model-type", default="bpe", choices=["bpe", "unigram"])
+    p.add_argument("--max-sentences", type=int, default=200_000)
+    p.add_argument("--all-scripts", action="store_true", help="also add pieces without CJK characters")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(f"usage: thresher train {{{','.join(COMMANDS)}}} [options]\n\n{__doc__}", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    cmd, rest = argv[0], _strip_local_rank(argv[1:])
+    if cmd == "extend-vocab":
+        a = _extend_vocab_parser().parse_args(rest)
+        from thresher.training.vocab import extend_vocab
+        rep = extend_vocab(a.base, a.out, a.corpus, a.sp_model, a.vocab_size, a.model_type, a.max_sentences,
+                           only_cjk=not a.all_scripts)
+        print(json.dumps(rep, ensure_ascii=False, indent=1))
+        return 0
+    args, extra = _train_parser(cmd).parse_known_args(rest)
+    cfg = build_config(args.configs, parse_overrides(extra), args.config_dir)
+    if cmd == "show-config":
+        import yaml
+        print(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+        return 0
+    from thresher.training import distributed as D
+    try:
+        if cmd == "rounds":
+            from thresher.training.rounds import run_rounds
+            res = run_rounds(cfg)
+        else:
+            from thresher.training.runs import run
+            res = run(cfg, cmd)
+        if D.is_main():
+            print(json.dumps({k: v for k, v in res.items() if k != "history"}, ensure_ascii=False, default=str)[:4000])
+    finally:
+        D.teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
