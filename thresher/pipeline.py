@@ -116,12 +116,12 @@ class Stage:
             close = difflib.get_close_matches(unknown[0], cls.defaults, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             allowed = ", ".join(sorted(cls.defaults)) or "none"
-            raise ConfigError(f"stages.{cls.name}: unknown parameter {unknown[0]!r}{hint}; allowed: {allowed}")
+            raise ConfigError(f"{cls.name}: unknown parameter {unknown[0]!r}{hint}; allowed: {allowed}")
         merged = dict(cls.defaults)
         for k, v in params.items():
             default = cls.defaults[k]
             if default is not None and v is not None and not _same_type(default, v):
-                raise ConfigError(f"stages.{cls.name}.{k}: expected {type(default).__name__}, got {v!r}")
+                raise ConfigError(f"{cls.name}.{k}: expected {type(default).__name__}, got {v!r}")
             merged[k] = v
         return merged
 
