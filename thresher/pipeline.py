@@ -41,7 +41,8 @@ def register(name: str):
 
 
 def get_stage_class(name: str) -> type["Stage"]:
-    load_builtin_stages()
+    if name not in REGISTRY:  # built-in packages are imported only when a name needs them
+        load_builtin_stages()
     try:
         return REGISTRY[name]
     except KeyError:

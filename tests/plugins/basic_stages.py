@@ -57,3 +57,13 @@ class ExactDedup(GlobalStage):
         if r.id in self.drop:
             return self.reject(r, "exact_dup", 1.0, dup_of=self.drop[r.id])
         return r
+
+
+@register("t_tag_length")
+class TagLength(Stage):
+    """Writes meta['tier'] from the text length, to exercise output.split_by."""
+    defaults = {"cut": 20}
+
+    def process(self, r):
+        r.meta["tier"] = "long" if len(r.full_text()) >= self.cut else "short"
+        return r

@@ -69,9 +69,9 @@ class ShardWriter:
         self.records += 1
         self.tokens += estimate_tokens(rec.full_text())
         if self.fmt == "parquet":
-            d = rec.to_dict()
-            d["meta"] = orjson.dumps(d["meta"], option=orjson.OPT_SERIALIZE_NUMPY).decode()
-            self.rows.append(d)
+            self.rows.append({"id": rec.id, "kind": rec.kind, "source": rec.source, "text": rec.text,
+                              "messages": rec.messages, "chosen": rec.chosen, "rejected": rec.rejected,
+                              "meta": orjson.dumps(rec.meta, option=orjson.OPT_SERIALIZE_NUMPY).decode()})
         else:
             self.lines.append(rec.to_json())
 
@@ -92,8 +92,7 @@ class ShardWriter:
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
-            table = pa.Table.from_pylist(self.rows) if self.rows else pa.table({"id": pa.array([], pa.string())})
-            pq.write_table(table, self.tmp, compression="zstd")
+            pq.write_table(pa.Table.from_pylist(self.rows, schema=parquet_schema()), self.tmp, compression="zstd")
             return
         data = b"".join(line + b"\n" for line in self.lines)
         if self.fmt == "jsonl.zst":
@@ -103,6 +102,16 @@ class ShardWriter:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def parquet_schema():
+    """One fixed schema for all record kinds (unused fields null); meta as JSON text
+    because its keys differ from record to record."""
+    import pyarrow as pa
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema([("id", pa.string()), ("kind", pa.string()), ("source", pa.string()),
+                      ("text", pa.string()), ("messages", pa.list_(message)), ("chosen", pa.string()),
+                      ("rejected", pa.string()), ("meta", pa.string())])
 
 
 def sha256_file(path: str) -> str:
