@@ -43,3 +43,15 @@ def test_invalid_yaml_is_a_config_error(tmp_path):
     p.write_text("inputs: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_recipe(str(p))
+
+
+def test_kinds_and_label_are_universal_stage_keys():
+    from thresher.config import build_stages
+    stages = build_stages(validate(base(stages=[
+        {"t_min_chars": {"min_chars": 50, "kinds": ["text"], "label": "len_text"}},
+        {"t_min_chars": {"min_chars": 2, "kinds": ["sft", "dpo"], "label": "len_sft"}}])))
+    assert [(s.label, s.applies_to) for s in stages] == [("len_text", ("text",)), ("len_sft", ("sft", "dpo"))]
+    with pytest.raises(ConfigError, match="used twice"):
+        validate(base(stages=["t_min_chars", "t_min_chars"]))
+    with pytest.raises(ConfigError, match="kinds"):
+        validate(base(stages=[{"t_min_chars": {"kinds": ["video"]}}]))

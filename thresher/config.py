@@ -104,6 +104,10 @@ def build_stages(recipe: dict) -> list[Stage]:
             stages.append(cls(**params))
         except ConfigError as e:
             raise ConfigError(f"stages[{i}].{e}") from None
+    labels = [st.label for st in stages]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise ConfigError(f"stages: {label!r} used twice; give one a `label:` so their stats stay apart")
     return stages
 
 

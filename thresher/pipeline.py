@@ -103,8 +103,15 @@ class Stage:
     # which record kinds the stage applies to; others pass through untouched
     applies_to: ClassVar[tuple[str, ...]] = ("text", "sft", "dpo")
 
-    def __init__(self, label: str | None = None, **params: Any):
+    def __init__(self, label: str | None = None, kinds: list[str] | None = None, **params: Any):
+        # `label` and `kinds` are accepted by every stage: a recipe may use one stage twice
+        # with different thresholds for pretraining text and for dialogue
         self.label = label or self.name
+        if kinds is not None:
+            bad = [k for k in kinds if k not in self.applies_to]
+            if bad:
+                raise ConfigError(f"{self.name}.kinds: {bad} not among the kinds it handles {list(self.applies_to)}")
+            self.applies_to = tuple(kinds)
         self.params = self.validate_params(params)
         for k, v in self.params.items():
             setattr(self, k, v)
