@@ -51,7 +51,7 @@ def test_kinds_and_label_are_universal_stage_keys():
         {"t_min_chars": {"min_chars": 50, "kinds": ["text"], "label": "len_text"}},
         {"t_min_chars": {"min_chars": 2, "kinds": ["sft", "dpo"], "label": "len_sft"}}])))
     assert [(s.label, s.applies_to) for s in stages] == [("len_text", ("text",)), ("len_sft", ("sft", "dpo"))]
-    with pytest.raises(ConfigError, match="used twice"):
-        validate(base(stages=["t_min_chars", "t_min_chars"]))
+    twice = build_stages(validate(base(stages=["t_min_chars", "t_min_chars"])))
+    assert [s.label for s in twice] == ["t_min_chars", "t_min_chars#2"]
     with pytest.raises(ConfigError, match="kinds"):
         validate(base(stages=[{"t_min_chars": {"kinds": ["video"]}}]))

@@ -104,10 +104,11 @@ def build_stages(recipe: dict) -> list[Stage]:
             stages.append(cls(**params))
         except ConfigError as e:
             raise ConfigError(f"stages[{i}].{e}") from None
-    labels = [st.label for st in stages]
-    for label in labels:
-        if labels.count(label) > 1:
-            raise ConfigError(f"stages: {label!r} used twice; give one a `label:` so their stats stay apart")
+    seen: dict[str, int] = {}
+    for st in stages:  # a stage used twice keeps separate stats: second one is "name#2"
+        seen[st.label] = seen.get(st.label, 0) + 1
+        if seen[st.label] > 1:
+            st.label = f"{st.label}#{seen[st.label]}"
     return stages
 
 
