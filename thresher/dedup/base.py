@@ -31,7 +31,7 @@ import orjson
 from ..pipeline import GlobalStage, StageContext
 from ..records import Record
 from .keys import check_params, keeper_order, key_text, record_table
-from .unionfind import UnionFind, components, star_edges
+from .unionfind import UnionFind
 from .minhash import bucket_edges
 
 INDEX_FLAG = np.int64(1 << 62)
@@ -81,11 +81,12 @@ def shard_prefixes(directory: str) -> list[str]:
 
 
 # --- reduce: band partitions -> forest -> components --------------------------------
-def band_task(args: tuple[int, list[str]]) -> np.ndarray:
-    """One band across all shards (and index parts): candidate edges as a forest."""
-    band, prefixes = args
+def band_task(args: tuple) -> np.ndarray:
+    """One band across all shards (and index parts): candidate edges (a forest, since
+    each record sits in one bucket per band), optionally verified on signatures."""
+    band, sources, verify_threshold = args
     keys, hashes = [], []
-    for p in prefixes:
+    for p in sources.prefixes():
         b = np.load(p + ".bands.npy", mmap_mode="r")
         if b.shape[1]:
             hashes.append(np.asarray(b[band]))
@@ -94,7 +95,48 @@ def band_task(args: tuple[int, list[str]]) -> np.ndarray:
         return np.empty((0, 2), np.int64)
     e = bucket_edges(np.concatenate(keys), np.concatenate(hashes))
     e = e[~((e[:, 0] & INDEX_FLAG) & (e[:, 1] & INDEX_FLAG)).astype(bool)]  # both already curated
-    return star_edges(*components(e))
+    if verify_threshold > 0 and len(e):
+        e = e[sources.similarity(e[:, 0], e[:, 1]) >= verify_threshold]
+    return e
+
+
+class Sources:
+    """Where the artifacts of each key live: run shards and persisted index parts."""
+
+    def __init__(self, shards: dict[int, str], index: dict[int, str] | None = None):
+        self.shards, self.index = shards, index or {}
+
+    @classmethod
+    def of_run(cls, artifact_dir: str, index_parts: list[str] | None = None) -> "Sources":
+        shards = {int(os.path.basename(p).split("-")[1]): p for p in shard_prefixes(artifact_dir)}
+        return cls(shards, dict(enumerate(index_parts or [])))
+
+    def prefixes(self) -> list[str]:
+        return [self.shards[k] for k in sorted(self.shards)] + [self.index[k] for k in sorted(self.index)]
+
+    def prefix_of(self, key: int) -> str:
+        if key & int(INDEX_FLAG):
+            return self.index[(key & ~int(INDEX_FLAG)) >> 32]
+        return self.shards[key >> 32]
+
+    def signatures(self, keys: np.ndarray) -> np.ndarray:
+        """Signature rows of ``keys`` (memory-mapped: only these rows are read)."""
+        out = None
+        groups: dict[str, list[int]] = {}
+        for i, k in enumerate(keys.tolist()):
+            groups.setdefault(self.prefix_of(k), []).append(i)
+        for p, idx in groups.items():
+            sig = np.load(p + ".sig.npy", mmap_mode="r")
+            if out is None:
+                out = np.empty((len(keys), sig.shape[1]), np.uint32)
+            idx = np.asarray(idx)
+            out[idx] = sig[keys[idx] & 0xFFFFFFFF]
+        return out if out is not None else np.empty((0, 0), np.uint32)
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if len(a) == 0:
+            return np.empty(0, np.float32)
+        return (self.signatures(a) == self.signatures(b)).mean(axis=1).astype(np.float32)
 
 
 class RecordTables:
@@ -116,21 +158,15 @@ class RecordTables:
         return {c: v[idx] for c, v in self.cols.items()}
 
 
-def source_of(key: int, shard_prefix: dict[int, str], index_prefix: dict[int, str]) -> str:
-    if key & int(INDEX_FLAG):
-        return index_prefix[(key & ~int(INDEX_FLAG)) >> 32]
-    return shard_prefix[key >> 32]
-
-
 class IdLookup:
     """Record ids by key, loading each shard's id list only when first needed."""
 
-    def __init__(self, shard_prefix: dict[int, str], index_prefix: dict[int, str]):
-        self.maps = (shard_prefix, index_prefix)
+    def __init__(self, sources: Sources):
+        self.sources = sources
         self.cache: dict[str, list] = {}
 
     def __call__(self, key: int) -> str:
-        p = source_of(key, *self.maps)
+        p = self.sources.prefix_of(key)
         if p not in self.cache:
             self.cache[p] = load_json(p + ".ids.json")
         return self.cache[p][key & 0xFFFFFFFF]
@@ -184,7 +220,7 @@ class DedupStage(GlobalStage):
         texts = [key_text(r, self.key_field) for r in records]
         for r, k in zip(records, keys.tolist()):
             r.meta[KEY_TAG] = k
-        table = record_table(records, texts, self.score_name, self.source_priority)
+        table = record_table(records, self.score_name, self.source_priority)
         return keys, texts, table
 
     def prefix(self, ctx: StageContext) -> str:
@@ -218,10 +254,12 @@ class DedupStage(GlobalStage):
         return None
 
 
-def merge_forests(ctx: StageContext, n_bands: int, prefixes: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+def merge_forests(ctx: StageContext, n_bands: int, sources: Sources,
+                  verify_threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Band partitions in parallel, then one union-find over their forests."""
     uf = UnionFind()
     n_edges = 0
-    for e in ctx.pmap(band_task, [(j, prefixes) for j in range(n_bands)]):
+    for e in ctx.pmap(band_task, [(j, sources, verify_threshold) for j in range(n_bands)]):
         n_edges += len(e)
         uf.add(e)
     nodes, roots = uf.solve()

@@ -32,13 +32,13 @@ def check_params(stage) -> None:
         raise ConfigError(f"{stage.name}.keep: {stage.keep!r} not in {KEEP_POLICIES}")
 
 
-def record_table(records: list[Record], texts: list[str], score_name: str,
-                 source_priority: list) -> dict[str, np.ndarray]:
-    """Per-record columns the reduce needs to pick keepers (not the text)."""
+def record_table(records: list[Record], score_name: str, source_priority: list) -> dict[str, np.ndarray]:
+    """Per-record columns the reduce needs to pick keepers (not the text).  Length is
+    the whole record's, so with an instruction key the fuller answer is kept."""
     rank = {s: i for i, s in enumerate(source_priority)}
     score = np.array([_score(r, score_name) for r in records], np.float32)
     return {
-        "length": np.fromiter((len(t) for t in texts), np.int64, len(texts)),
+        "length": np.fromiter((len(r.full_text()) for r in records), np.int64, len(records)),
         "score": score,
         "src_rank": np.array([rank.get(r.source, len(rank)) for r in records], np.int32),
     }

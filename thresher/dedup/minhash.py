@@ -165,6 +165,7 @@ def shingle_batch(texts: list[str], ngram: int, fold: bool = True,
     return (mix64(sh) >> U64(32)).astype(np.uint32), sd
 
 
+@lru_cache(maxsize=64)
 def optimal_param(threshold: float, num_perm: int, fp_weight: float = 0.5,
                   fn_weight: float = 0.5) -> tuple[int, int]:
     """(bands, rows) minimising the weighted false-positive + false-negative areas of the
@@ -205,7 +206,7 @@ class MinHasher:
     def shingles(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         return shingle_batch(texts, self.ngram, self.normalize, self.t2s)
 
-    def signatures(self, texts: list[str], chunk: int = 1 << 14) -> np.ndarray:
+    def signatures(self, texts: list[str], chunk: int = 1 << 13) -> np.ndarray:
         """(len(texts), num_perm) uint32; an empty text gets all 0xFFFFFFFF (never banded)."""
         sh, sd = self.shingles(texts)
         sig = np.full((len(texts), self.num_perm), np.iinfo(np.uint32).max, np.uint32)
@@ -285,7 +286,7 @@ class LSHParams:
 
 def dedup_clusters(texts: list[str], threshold: float = 0.8, num_perm: int = 128, ngram: int = 5,
                    bands: int = 0, rows: int = 0, verify: str = "none", seed: int = 1,
-                   batch: int = 4096) -> np.ndarray:
+                   batch: int = 1024) -> np.ndarray:
     """In-memory near-dup clustering: label[i] = smallest index in i's cluster.
 
     ``verify``: "none" (every LSH candidate pair is a duplicate), "signature" (estimated

@@ -42,9 +42,3 @@ def normalize_key(text: str, *, t2s: bool = False, drop_punct: bool = False, low
     if drop_punct:
         t = _ALL_PUNCT.sub("", t)
     return _WS.sub(" ", t).strip()
-
-
-def normalize_for_shingles(text: str, t2s: bool = False) -> str:
-    """Cheap fold before shingling: punctuation and spaces are separators there anyway."""
-    t = unicodedata.normalize("NFKC", text).lower()
-    return _t2s().convert(t) if t2s else t

@@ -1,0 +1,129 @@
+"""Exact and MinHash-LSH dedup as global stages (see base.py for the artifact layout)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import xxhash
+
+from ..pipeline import ConfigError, StageContext, register
+from ..records import Record
+from .base import (DedupStage, IdLookup, RecordTables, Sources, choose_keepers, load_json, merge_forests,
+                   save_json, write_decision, write_shard)
+from .index import append_run, index_parts
+from .minhash import MinHasher, band_hashes, empty_mask, optimal_param, s_curve
+from .normalize import normalize_key
+
+
+class _BucketDedup(DedupStage):
+    """reduce/finalize shared by exact and MinHash dedup."""
+
+    def index_meta(self) -> dict:
+        raise NotImplementedError
+
+    def n_bands(self) -> int:
+        raise NotImplementedError
+
+    def verify_threshold(self) -> float:
+        return 0.0
+
+    def reduce(self, ctx: StageContext) -> dict:
+        sources = Sources.of_run(ctx.artifact_dir, index_parts(self.index_dir, self.index_meta()))
+        nodes, roots, n_edges = merge_forests(ctx, self.n_bands(), sources, self.verify_threshold())
+        tables = RecordTables(sources.prefixes())
+        dropped, kept_of, keepers, sizes = choose_keepers(nodes, roots, tables, self.keep)
+        sims = self.similarities(sources, dropped, kept_of)
+        ids = IdLookup(sources)
+        write_decision(ctx.state_dir, dropped, [ids(k) for k in kept_of.tolist()], sims, keepers, sizes)
+        stats = {"edges": n_edges, "clusters": int(len(keepers)), "dropped": int(len(dropped)),
+                 "dropped_vs_index": int(((kept_of >> 62) & 1).sum()), "index_parts": len(sources.index)}
+        save_json(os.path.join(ctx.state_dir, "stats.json"), stats)
+        return stats
+
+    def similarities(self, sources: Sources, dropped: np.ndarray, kept_of: np.ndarray) -> np.ndarray:
+        return np.ones(len(dropped), np.float32)
+
+    def finalize(self, ctx: StageContext) -> None:
+        if not self.write_index:
+            return
+        with np.load(os.path.join(ctx.state_dir, "decision.npz")) as z:
+            dropped = z["dropped"]
+        n = append_run(self.write_index, self.index_meta(), ctx.artifact_dir, dropped)
+        save_json(os.path.join(ctx.state_dir, "index_written.json"), {"index": self.write_index, "added": n})
+
+
+@register("exact_dedup")
+class ExactDedup(_BucketDedup):
+    """Drop records whose normalised key text (width, case, whitespace and punctuation
+    variants folded; optionally Traditional->Simplified) equals an earlier-kept one's."""
+    reason = "exact_dup"
+    defaults = {**DedupStage.common_defaults, "t2s": False, "drop_punct": False}
+
+    def index_meta(self) -> dict:
+        return {"method": "exact", "key_field": self.key_field, "t2s": self.t2s, "drop_punct": self.drop_punct}
+
+    def n_bands(self) -> int:
+        return 1
+
+    def collect(self, records: list[Record], ctx: StageContext) -> None:
+        keys, texts, table = self.tag_and_table(records, ctx)
+        norm = [normalize_key(t, t2s=self.t2s, drop_punct=self.drop_punct) for t in texts]
+        h = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in norm),
+                        np.uint64, len(norm))
+        valid = np.fromiter((bool(t) for t in norm), bool, len(norm))
+        write_shard(self.prefix(ctx), keys, h[:, None], valid, table, [r.id for r in records])
+
+
+@register("minhash_dedup")
+class MinHashDedup(_BucketDedup):
+    """Near-duplicate removal: MinHash of CJK-character / Latin-word n-grams, LSH with
+    bands x rows chosen for ``threshold``, candidate pairs verified on signatures."""
+    reason = "near_dup"
+    defaults = {**DedupStage.common_defaults, "threshold": 0.8, "num_perm": 128, "ngram": 5, "bands": 0,
+                "rows": 0, "seed": 1, "t2s": False, "verify": "signature", "batch": 1024}
+
+    def __init__(self, label=None, **params):
+        super().__init__(label, **params)
+        if self.verify not in ("none", "signature"):
+            raise ConfigError(f"minhash_dedup.verify: {self.verify!r} not in ('none', 'signature')")
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"minhash_dedup.threshold: must be in (0, 1], got {self.threshold}")
+        self.b, self.r = (self.bands, self.rows) if self.bands and self.rows else \
+            optimal_param(self.threshold, self.num_perm)
+        if self.b * self.r > self.num_perm:
+            raise ConfigError(f"minhash_dedup: bands*rows={self.b * self.r} exceeds num_perm={self.num_perm}")
+        self.hasher = MinHasher(num_perm=self.num_perm, ngram=self.ngram, seed=self.seed, t2s=self.t2s)
+
+    def threshold_value(self):
+        return self.threshold
+
+    def index_meta(self) -> dict:
+        return {"method": "minhash", "key_field": self.key_field, "num_perm": self.num_perm, "ngram": self.ngram,
+                "bands": self.b, "rows": self.r, "seed": self.seed, "t2s": self.t2s}
+
+    def n_bands(self) -> int:
+        return self.b
+
+    def verify_threshold(self) -> float:
+        return self.threshold if self.verify == "signature" else 0.0
+
+    def collect(self, records: list[Record], ctx: StageContext) -> None:
+        keys, texts, table = self.tag_and_table(records, ctx)
+        sig = np.empty((len(texts), self.num_perm), np.uint32)
+        for lo in range(0, len(texts), self.batch):
+            sig[lo:lo + self.batch] = self.hasher.signatures(texts[lo:lo + self.batch])
+        write_shard(self.prefix(ctx), keys, band_hashes(sig, self.b, self.r), ~empty_mask(sig), table,
+                    [r.id for r in records], sig=sig)
+
+    def similarities(self, sources: Sources, dropped: np.ndarray, kept_of: np.ndarray) -> np.ndarray:
+        return sources.similarity(dropped, kept_of)
+
+    def reduce(self, ctx: StageContext) -> dict:
+        stats = super().reduce(ctx)
+        save_json(os.path.join(ctx.state_dir, "lsh.json"),
+                  {"bands": self.b, "rows": self.r, "threshold": self.threshold, "s_curve": s_curve(self.b, self.r)})
+        return {**stats, "bands": self.b, "rows": self.r}
+
+
+def read_stats(state_dir: str) -> dict:
+    return load_json(os.path.join(state_dir, "stats.json"))
