@@ -39,6 +39,7 @@ DEFAULTS = {
     "device": "cpu",          # sentence_transformers / GPU hook: cpu | cuda | cuda:N
     "num_gpus": 0.0,          # resources an executor should reserve per worker
     "seed": 0,
+    "threads": 1,             # BLAS threads (executor workers are already one per core)
     "cache_dir": None,
 }
 
@@ -75,9 +76,17 @@ class Embedder:
         self.params = {**DEFAULTS, **params}
         self.batch_size = int(self.params["batch_size"])
         self.max_chars = int(self.params["max_chars"])
-        self._cache: _Cache | None = None
-        if self.params.get("cache_dir"):
-            self._cache = _Cache(self.params["cache_dir"], self.fingerprint())
+        self._cache_obj: _Cache | None = None
+
+    @property
+    def _cache(self) -> "_Cache | None":
+        # opened lazily and keyed by the current fingerprint (fitting changes it)
+        if not self.params.get("cache_dir"):
+            return None
+        fp = self.fingerprint()
+        if self._cache_obj is None or self._cache_obj.fingerprint != fp:
+            self._cache_obj = _Cache(self.params["cache_dir"], fp)
+        return self._cache_obj
 
     @property
     def resources(self) -> dict:
@@ -88,7 +97,7 @@ class Embedder:
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        keys = {k: v for k, v in self.params.items() if k not in ("cache_dir", "batch_size", "device", "num_gpus")}
+        keys = {k: v for k, v in self.params.items() if k not in ("cache_dir", "batch_size", "device", "num_gpus", "threads")}
         return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
     def fit(self, texts: Sequence[str]) -> "Embedder":
@@ -134,9 +143,9 @@ class TfidfSvdEmbedder(Embedder):
     needs_fit = True
 
     def __init__(self, params: dict):
-        super().__init__(params)
         self.vectorizer = None
         self.svd = None
+        super().__init__(params)
 
     @property
     def dim(self) -> int:
@@ -158,13 +167,14 @@ class TfidfSvdEmbedder(Embedder):
             analyzer="char", ngram_range=(int(self.params["ngram_min"]), int(self.params["ngram_max"])),
             max_features=int(self.params["max_features"]), sublinear_tf=True, min_df=2 if len(texts) > 50 else 1,
             dtype=np.float32)
-        x = self.vectorizer.fit_transform(texts)
+        from ._common import blas_threads
+        with blas_threads(self.params.get("threads", 1)):
+            x = self.vectorizer.fit_transform(texts)
         # SVD rank is bounded by the sample and vocabulary size
         k = max(1, min(int(self.params["dim"]), x.shape[0] - 1, x.shape[1] - 1))
         self.svd = TruncatedSVD(n_components=k, random_state=int(self.params["seed"]), algorithm="randomized")
-        self.svd.fit(x)
-        if self._cache is not None:  # fitted state changes the space: new cache namespace
-            self._cache = _Cache(self.params["cache_dir"], self.fingerprint())
+        with blas_threads(self.params.get("threads", 1)):
+            self.svd.fit(x)
         return self
 
     def fingerprint(self) -> str:
@@ -178,7 +188,9 @@ class TfidfSvdEmbedder(Embedder):
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         if self.svd is None:
             raise EmbedderError("tfidf_svd embedder is not fitted: call fit(sample) or load a saved one")
-        return self.svd.transform(self.vectorizer.transform(texts)).astype(np.float32)
+        from ._common import blas_threads
+        with blas_threads(self.params.get("threads", 1)):
+            return self.svd.transform(self.vectorizer.transform(texts)).astype(np.float32)
 
     def save(self, path: str) -> None:
         import joblib
@@ -194,8 +206,6 @@ class TfidfSvdEmbedder(Embedder):
         if os.path.exists(f):
             state = joblib.load(f)
             self.vectorizer, self.svd = state["vectorizer"], state["svd"]
-            if self._cache is not None:
-                self._cache = _Cache(self.params["cache_dir"], self.fingerprint())
 
 
 class SentenceTransformerEmbedder(Embedder):
@@ -216,7 +226,8 @@ class SentenceTransformerEmbedder(Embedder):
         from sentence_transformers import SentenceTransformer
         self.model = SentenceTransformer(path, device=self.params.get("device") or "cpu",
                                          trust_remote_code=False, local_files_only=True)
-        self._dim = int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self._dim = int(get_dim())
 
     @property
     def dim(self) -> int:
@@ -287,6 +298,7 @@ class _Cache:
 
     def __init__(self, cache_dir: str, fingerprint: str):
         os.makedirs(cache_dir, exist_ok=True)
+        self.fingerprint = fingerprint
         self.path = os.path.join(cache_dir, f"emb-{fingerprint}.sqlite")
         self.db = sqlite3.connect(self.path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -309,10 +321,10 @@ class _Cache:
         self.db.commit()
 
     def __getstate__(self):  # sqlite connections don't pickle; reopen in the worker
-        return {"path": self.path}
+        return {"path": self.path, "fingerprint": self.fingerprint}
 
     def __setstate__(self, state):
-        self.path = state["path"]
+        self.path, self.fingerprint = state["path"], state["fingerprint"]
         self.db = sqlite3.connect(self.path, timeout=60)
 
 

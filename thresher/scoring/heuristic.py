@@ -1,0 +1,172 @@
+"""Cheap, model-free scorers: heuristic quality (all kinds) and heuristic difficulty (SFT/DPO).
+
+Both are pure functions of the text (plus the cleaning signals already in
+``meta["signals"]``), cost well under a millisecond per record, and need no fit.
+
+Heuristic quality, in [0, 1], is a weighted geometric mean of component scores, each
+in [0, 1], times multiplicative penalties from the cleaning stage's flags::
+
+    length     = min(1, log(1 + chars) / log(1 + target_chars))
+    clean      = 1 - min(1, special_ratio / 0.2)             # emoji, symbols, box drawing
+    script     = (cjk + latin letters + digits) / non-space chars, mapped through min(1, x / 0.7)
+    punct      = min(1, terminal marks per 100 chars / 1.0)  # 0 for run-on keyword soup
+    repetition = 1 - max(dup_line_char_frac, 1 - distinct 4-gram ratio) over the first 4k chars
+    quality    = length^0.2 * clean^0.2 * script^0.2 * punct^0.15 * repetition^0.25 * penalties
+
+    penalties  = 0.5 per SFT flag (refusal, truncated_answer, answer_repeats_question,
+                 empty_turn) and 0.5 if blacklist hits were measured, from meta["signals"]
+
+Heuristic difficulty, in [0, 1], for instruction data; a weighted sum of
+instruction length, instruction structure (constraints, enumerations, multiple
+questions), answer length, reasoning/step markers, code and math presence, and the
+answer's lexical diversity (jieba type-token ratio).  It approximates "how much work
+is the answer" without a model; IFD (``lm.py``) measures it with one.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from ..pipeline import Stage, register
+from ..records import Record
+from ._common import jieba_mod, set_score
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_SCRIPT_RE = re.compile(f"[{_CJK}A-Za-z0-9]")
+_SPACE_RE = re.compile(r"\s")
+_PUNCT = "，。、；：？！“”‘’（）《》【】「」…—～·!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_SPECIAL_RE = re.compile("[^" + _CJK + r"A-Za-z0-9\s" + re.escape(_PUNCT) + "]")
+_TERMINAL_RE = re.compile(r"[。！？!?；;…]|\.(?:\s|$)")
+_SFT_FLAGS = ("refusal", "truncated_answer", "answer_repeats_question", "empty_turn")
+
+
+def _count(regex: re.Pattern, text: str) -> int:
+    return len(text) - len(regex.sub("", text))
+
+
+def quality_components(text: str, target_chars: int = 400) -> dict[str, float]:
+    n = len(text)
+    if n == 0:
+        return {"length": 0.0, "clean": 0.0, "script": 0.0, "punct": 0.0, "repetition": 0.0}
+    nonspace = max(1, n - _count(_SPACE_RE, text))
+    length = min(1.0, math.log1p(n) / math.log1p(target_chars))
+    clean = 1.0 - min(1.0, (_count(_SPECIAL_RE, text) / nonspace) / 0.2)
+    script = min(1.0, (_count(_SCRIPT_RE, text) / nonspace) / 0.7)
+    terminals = len(_TERMINAL_RE.findall(text))
+    # short texts (titles, one-liners) legitimately end without a mark: judge per 100 chars only past 50
+    punct = min(1.0, terminals * 100 / n) if n > 50 else (1.0 if terminals else 0.6)
+    head = text[:4000]
+    grams = [head[i:i + 4] for i in range(max(0, len(head) - 3))]
+    ngram_rep = 1 - len(set(grams)) / len(grams) if len(grams) >= 20 else 0.0
+    lines = [x.strip() for x in head.split("\n") if x.strip()]
+    seen, dup_chars = set(), 0
+    for ln in lines:
+        if ln in seen:
+            dup_chars += len(ln)
+        seen.add(ln)
+    line_rep = dup_chars / max(1, sum(len(x) for x in lines))
+    repetition = 1.0 - min(1.0, max(line_rep, ngram_rep))
+    return {"length": length, "clean": clean, "script": script, "punct": punct, "repetition": repetition}
+
+
+_Q_WEIGHTS = {"length": 0.2, "clean": 0.2, "script": 0.2, "punct": 0.15, "repetition": 0.25}
+
+
+def quality_penalty(signals: dict) -> float:
+    pen = 1.0
+    flags = (signals.get("sft") or {}).get("flags") or []
+    pen *= 0.5 ** sum(1 for f in flags if f in _SFT_FLAGS)
+    bl = signals.get("blacklist")
+    if bl and (bl.get("hits") if isinstance(bl, dict) else bl):
+        pen *= 0.5
+    return pen
+
+
+def heuristic_quality(text: str, signals: dict | None = None, target_chars: int = 400) -> float:
+    comp = quality_components(text, target_chars)
+    score = 1.0
+    for k, w in _Q_WEIGHTS.items():
+        score *= max(comp[k], 1e-3) ** w
+    return score * quality_penalty(signals or {})
+
+
+@register("quality_heuristic")
+class HeuristicQuality(Stage):
+    """Writes ``meta["scores"]["quality_heuristic"]``; rejects nothing (tiers decide)."""
+
+    version = "1"
+    defaults = {"target_chars": 400, "score_name": "quality_heuristic"}
+
+    def process(self, record: Record) -> Record:
+        text = record.full_text() if record.kind == "text" else record.answer_text() or record.full_text()
+        set_score(record, self.score_name, heuristic_quality(text, record.meta.get("signals"), self.target_chars),
+                  f"{self.name}/{self.version}")
+        self.count("scored")
+        return record
+
+
+# --- difficulty ---------------------------------------------------------------------
+_STEP_RE = re.compile(r"首先|其次|然后|接着|最后|因此|所以|由于|综上|第[一二三四五六七八九十\d]+步|步骤|"
+                      r"\b(?:first|second|then|next|finally|therefore|thus|because|hence|step)\b", re.I)
+_ENUM_RE = re.compile(r"(?m)^\s*(?:\d+[.)、]|[-*•]|[一二三四五六七八九十]+、|\(\d+\))\s*")
+_CONSTRAINT_RE = re.compile(r"要求|必须|不要|不能|至少|至多|不超过|以内|格式|分别|并且|同时|限制|"
+                            r"\b(?:must|should|at least|at most|no more than|format|each|without|include|exactly)\b", re.I)
+_QUESTION_RE = re.compile(r"[？?]")
+_CODE_RE = re.compile(r"```|\bdef |\bclass |\breturn\b|#include|\bimport |;\s*$|\{\s*$|=>|\bSELECT\b", re.M | re.I)
+_MATH_RE = re.compile(r"\$[^$]+\$|\\frac|\\sum|\\int|\d+\s*[-+*/×÷^=]\s*\d+|方程|求解|证明|概率|\b(?:solve|equation|prove|"
+                      r"calculate|integral|probability)\b", re.I)
+_TOKEN_RE = re.compile(r"\w+", re.U)
+
+_D_WEIGHTS = {"instr_len": 0.15, "instr_structure": 0.15, "answer_len": 0.25, "reasoning": 0.15,
+              "code_math": 0.15, "lexical_diversity": 0.15}
+
+
+def _squash(x: float, half: float) -> float:
+    """x / (x + half): 0 at 0, 0.5 at ``half``, saturating towards 1."""
+    return x / (x + half) if x > 0 else 0.0
+
+
+def difficulty_components(instruction: str, answer: str, tokens: list[str] | None = None) -> dict[str, float]:
+    if tokens is None:
+        tokens = _TOKEN_RE.findall(answer)
+    words = [t for t in tokens if t.strip() and _SCRIPT_RE.search(t)][:400]
+    # type-token ratio falls with length by construction; compare on a fixed window
+    window = words[:200]
+    ttr = len(set(window)) / len(window) if len(window) >= 10 else 0.0
+    structure = (len(_ENUM_RE.findall(instruction)) + len(_CONSTRAINT_RE.findall(instruction))
+                 + max(0, len(_QUESTION_RE.findall(instruction)) - 1))
+    code_math = min(1.0, 0.5 * bool(_CODE_RE.search(instruction + "\n" + answer))
+                    + 0.5 * bool(_MATH_RE.search(instruction + "\n" + answer))
+                    + 0.1 * len(_CODE_RE.findall(answer)))
+    return {
+        "instr_len": _squash(len(instruction), 150),
+        "instr_structure": _squash(structure, 2),
+        "answer_len": _squash(len(answer), 600),
+        "reasoning": _squash(len(_STEP_RE.findall(answer)) + len(_ENUM_RE.findall(answer)), 4),
+        "code_math": code_math,
+        "lexical_diversity": ttr,
+    }
+
+
+def heuristic_difficulty(instruction: str, answer: str, tokens: list[str] | None = None) -> float:
+    comp = difficulty_components(instruction, answer, tokens)
+    return sum(_D_WEIGHTS[k] * comp[k] for k in _D_WEIGHTS)
+
+
+@register("difficulty_heuristic")
+class HeuristicDifficulty(Stage):
+    """Writes ``meta["scores"]["difficulty_heuristic"]`` for SFT/DPO records."""
+
+    version = "1"
+    applies_to = ("sft", "dpo")
+    defaults = {"score_name": "difficulty_heuristic", "use_jieba": True}
+
+    def setup(self, ctx) -> None:
+        self._cut = jieba_mod().lcut if self.use_jieba else None
+
+    def process(self, record: Record) -> Record:
+        instr, ans = record.prompt_text(), record.answer_text()
+        toks = self._cut(ans[:1500]) if self._cut else None
+        set_score(record, self.score_name, heuristic_difficulty(instr, ans, toks), f"{self.name}/{self.version}")
+        self.count("scored")
+        return record
