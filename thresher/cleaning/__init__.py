@@ -1,0 +1,5 @@
+"""Chinese-first heuristic cleaning rules: normalisers, PII masking, filters.
+
+Importing this package registers every rule as a recipe stage.
+"""
+from . import blacklist, langid, normalize, pii, quality, sft  # noqa: F401  (registration side effects)

@@ -169,9 +169,9 @@ _BLOCK_TAGS = ("p|div|br|li|ul|ol|h[1-6]|tr|table|section|article|header|footer|
                "dd|dt|dl|title|hr|form|figure|figcaption|main|td|th")
 _DROP_RE = re.compile(r"<(script|style|noscript|template|svg|iframe|head)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<!\[CDATA\[.*?\]\]>",
                       re.S | re.I)
-_BLOCK_RE = re.compile(rf"<\s*/?\s*(?:{_BLOCK_TAGS})\b[^>]*>", re.I)
-_TAG_RE = re.compile(r"<\s*/?\s*[A-Za-z][A-Za-z0-9:-]*\b[^<>]*>|<!DOCTYPE[^>]*>|<\?xml[^>]*\?>", re.I)
-_HTML_PROBE = re.compile(r"<\s*/?\s*[A-Za-z!][^<>]*>|&(?:[A-Za-z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,5});")
+_BLOCK_RE = re.compile(rf"</?(?:{_BLOCK_TAGS})\b[^<>]*>", re.I)
+_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!DOCTYPE[^>]*>|<\?xml[^>]*\?>", re.I)
+_HTML_PROBE = re.compile(r"</?[A-Za-z!][^<>\s]*(?:\s[^<>]*)?>|&(?:[A-Za-z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,5});")
 _NL_RUN = re.compile(r"[ \t\u3000\xa0]*\n[ \t\u3000\xa0\n]*")
 
 
@@ -338,7 +338,7 @@ class BoilerplateTrimmer(Normalizer):
         low = s.lower()
         if any(p in low for p in self._phrases):
             # a long sentence that merely mentions e.g. 微博 is body text, not boilerplate
-            return len(s) < 60 or not self._sent.search(s)
+            return len(s) < 30 or not self._sent.search(s)
         return len(s) <= self.short_line_chars and not self._sent.search(s)
 
     def _scan(self, lines: list[str]) -> int:

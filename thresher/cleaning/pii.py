@@ -19,7 +19,7 @@ PLACEHOLDER = {"url": "<URL>", "email": "<EMAIL>", "id_card": "<ID_CARD>", "bank
 # URLs stop at whitespace, CJK characters/punctuation and quotes, so "见https://a.cn/x，然后" keeps "，然后"
 URL_RE = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+", re.I)
 _URL_TRAIL = ".,;:!?)]}'\""
-EMAIL_RE = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
+EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 ID_RE = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx](?![0-9A-Za-z])")
 BANK_RE = re.compile(r"(?<![\d-])(?:\d[ -]?){15,18}\d(?![\d-])")
 # PRC mobile: 1[3-9]x xxxx xxxx, optional +86, optional separators in 3-4-4 form
@@ -30,8 +30,8 @@ WECHAT_RE = re.compile(r"((?:微信|威信|薇信|v信|V信)(?:号|id|ID)?\s*[:�
                        r"|(?<![A-Za-z])(?:weixin|wechat|vx|wx)(?:号|id|ID)?(?:\s*[:：]\s*|\s+))"
                        r"([A-Za-z][-_A-Za-z0-9]{5,19})(?![-_A-Za-z0-9])", re.I)
 QQ_RE = re.compile(r"((?:QQ|扣扣|企鹅)(?:号|群|号码)?\s*[:：]?\s*)([1-9]\d{4,11})(?!\d)", re.I)
-MENTION_RE = re.compile(r"(?<![\w.@])@([A-Za-z0-9_\-\u4e00-\u9fff]{1,20})(?=[\s:：,，)）@]|$)")
-_DIGITS = re.compile(r"\d{5}")
+MENTION_RE = re.compile(r"(?<![A-Za-z0-9_.@])@([A-Za-z0-9_\-\u4e00-\u9fff]{1,20})(?=[\s:：,，)）@]|$)")
+_DIGITS = re.compile(r"\d(?:[ -]?\d){4}")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"

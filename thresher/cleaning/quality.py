@@ -121,7 +121,7 @@ class ZhQualityFilter(Stage):
         "max_toc_ratio": 0.5, "max_short_field_ratio": 0.7, "min_fields_for_table": 12,
         # encoding damage / garbage
         "min_common_char_ratio": 0.9, "max_latin1_mojibake": 0.5, "max_garbled_islands": 8.0,
-        "min_avg_line_len": 10.0, "min_stopwords": 2, "stopwords": list(FW2_CMN_STOPWORDS),
+        "min_avg_line_len": 10.0, "min_lines_for_line_rules": 3, "min_stopwords": 2, "stopwords": list(FW2_CMN_STOPWORDS),
         # SFT/DPO
         "sft_min_turn_chars": 30,
     }
@@ -196,9 +196,9 @@ class ZhQualityFilter(Stage):
         s["stopwords"] = sum(1 for w in words if w in self._stop)
         total = len(text) or 1
         if self.top_ngrams:
-            s["top_ngram_frac"] = {str(k): round(top_ngram_chars(words, k) / total, 4) for k, _ in self.top_ngrams}
+            s["top_ngram_frac"] = {str(k): round(min(1.0, top_ngram_chars(words, k) / total), 4) for k, _ in self.top_ngrams}
         if self.dup_ngrams:
-            s["dup_ngram_frac"] = {str(k): round(dup_ngram_chars(words, k) / total, 4) for k, _ in self.dup_ngrams}
+            s["dup_ngram_frac"] = {str(k): round(min(1.0, dup_ngram_chars(words, k) / total), 4) for k, _ in self.dup_ngrams}
 
     @staticmethod
     def _garbled(text: str, cjk: int) -> float:
@@ -252,6 +252,9 @@ class ZhQualityFilter(Stage):
             if v is None:
                 continue
             if reason == "table_like" and s.get("fields", 0) < self.min_fields_for_table:
+                continue
+            # a one- or two-line document (a sampled paragraph, a post) has no "line structure" to judge
+            if reason in _LINE_RULES and s.get("lines", 0) < self.min_lines_for_line_rules:
                 continue
             if reason == "mojibake" and sig == "common_char_ratio" and s.get("chars", 0) * s.get("cjk_ratio", 0) < 20:
                 continue  # too few ideographs to judge
@@ -307,6 +310,7 @@ class ZhQualityFilter(Stage):
 
 
 _PUNCT_SET = frozenset(PUNCT_CHARS)
+_LINE_RULES = frozenset({"line_punct_ratio", "short_lines"})
 
 
 def _is_punct(w: str) -> bool:

@@ -1,0 +1,222 @@
+"""Measured behaviour of the cleaning rules on ../shared/data.
+
+1. Rejection rate per rule of the ``pretrain-zh`` recipe on four corpora: CLUECorpusSmall
+   sample, llamafactory c4 (English), Sogou news, noisy wiki lines.  For each rule we
+   report both "alone" (would this rule reject the document if it were the only filter)
+   and "first" (the reason the recipe's cascade actually records).
+2. Precision/recall of the blacklist stage against the COLD offensive-language labels.
+3. Five gne-news-html pages after HTML stripping + boilerplate trimming, compared with
+   GNE's own extraction (result.txt), with what was lost or kept wrongly.
+
+Run: ``.venv/bin/python benchmarks/cleaning_rules.py``.  Writes
+``benchmarks/results/cleaning_rules.{json,md}`` and ``cleaning_gne.md``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from thresher.config import build_stages, load_recipe  # noqa: E402
+from thresher.records import make_record  # noqa: E402
+
+SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
+RESULTS = os.path.join(HERE, "results")
+
+
+def load_corpora() -> dict[str, list[str]]:
+    d = SHARED
+    clue = open(f"{d}/cluecorpussmall-sample/CLUECorpusSmall_sampled.txt", encoding="utf-8").read().split("\n")
+    clue = [x for x in clue if x.strip()]
+    c4 = [json.loads(x)["text"] for x in open(f"{d}/llamafactory-demo/c4_demo.jsonl", encoding="utf-8") if x.strip()]
+    sogou = [json.loads(x)["content"] for x in open(f"{d}/sogou-news-smarty/sogou_smarty_utf8.jsonl", encoding="utf-8")
+             if x.strip()]
+    wiki = [x for x in open(f"{d}/zh-spelling-errors/wiki_zh_200.txt", encoding="utf-8").read().split("\n") if x.strip()]
+    return {"cluecorpussmall": clue, "c4_en": c4, "sogou_news": sogou, "wiki_noisy": wiki}
+
+
+def stack(recipe_name: str):
+    recipe = load_recipe(recipe_name)
+    stages = build_stages(recipe)
+    for st in stages:
+        st.setup(None)
+    return stages
+
+
+def measure_corpus(stages, docs: list[str]) -> dict:
+    from thresher.cleaning.normalize import Normalizer
+    from thresher.cleaning.pii import PiiMasker
+    alone: Counter = Counter()
+    first: Counter = Counter()
+    touched: Counter = Counter()
+    kept = 0
+    for doc in docs:
+        rec = make_record("text", "b", text=doc)
+        first_reason = None
+        for st in stages:
+            if isinstance(st, (Normalizer, PiiMasker)):
+                before = rec.text
+                st.process(rec)
+                if rec.text != before:
+                    touched[st.label] += 1
+                continue
+            rec.meta.pop("reject", None)
+            st.process(rec)
+            rej = rec.meta.get("reject")
+            if rej:
+                reasons = {rej["reason"]} | set(rej.get("failed", []))
+                for r in reasons:
+                    alone[f"{st.label}:{r}"] += 1
+                alone[f"{st.label}:*"] += 1
+                if first_reason is None:
+                    first_reason = f"{st.label}:{rej['reason']}"
+        if first_reason:
+            first[first_reason] += 1
+        else:
+            kept += 1
+    n = len(docs)
+    pct = lambda c: {k: round(100 * v / n, 1) for k, v in sorted(c.items(), key=lambda kv: -kv[1])}  # noqa: E731
+    return {"docs": n, "kept_pct": round(100 * kept / n, 1), "rejected_first_pct": pct(first),
+            "would_reject_alone_pct": pct(alone), "normaliser_touched_pct": pct(touched)}
+
+
+def blacklist_pr(recipe_name: str) -> dict:
+    stages = [s for s in stack(recipe_name) if s.name == "blacklist_filter"]
+    bl = stages[0]
+    out = {}
+    for split in ("test", "dev"):
+        rows = list(csv.DictReader(open(f"{SHARED}/cold-offensive-zh/{split}.csv", encoding="utf-8-sig")))
+        tp = fp = fn = tn = anyhit_tp = anyhit_fp = 0
+        cats: Counter = Counter()
+        for row in rows:
+            y = row["label"] == "1"
+            rec = bl.process(make_record("text", "c", text=row["TEXT"]))
+            pred = rec.is_rejected
+            hits = rec.meta["signals"]["blacklist"]
+            if pred:
+                cats[rec.meta["reject"]["reason"]] += 1
+            tp += pred and y
+            fp += pred and not y
+            fn += (not pred) and y
+            tn += (not pred) and not y
+            anyhit_tp += bool(hits) and y
+            anyhit_fp += bool(hits) and not y
+        pos = tp + fn
+        out[split] = {
+            "n": len(rows), "offensive": pos,
+            "precision": round(tp / max(tp + fp, 1), 3), "recall": round(tp / max(pos, 1), 3),
+            "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 3), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "any_hit_precision": round(anyhit_tp / max(anyhit_tp + anyhit_fp, 1), 3),
+            "any_hit_recall": round(anyhit_tp / max(pos, 1), 3), "reasons": dict(cats.most_common()),
+        }
+    return out
+
+
+GNE_PAGES = ["163__1.html", "sina__sina.html", "ifeng__ifeng.html", "guancha__guancha.html", "toutiao__toutiao.html"]
+
+
+def gne_reference() -> dict[str, str]:
+    text = open(f"{SHARED}/gne-news-html/result.txt", encoding="utf-8").read()
+    refs = {}
+    for m in re.finditer(r">{5,}tests/([^/]+)/([^>]+?)>{5,}\s*(\{.*?\n\})", text, re.S):
+        site, fname, body = m.groups()
+        try:
+            refs[f"{site}__{fname}"] = json.loads(body)["content"]
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return refs
+
+
+def gne_report() -> tuple[list[dict], str]:
+    from thresher.pipeline import REGISTRY
+    chain = []
+    for name in ("html_stripper", "invisible_char_remover", "fullwidth_normalizer", "whitespace_normalizer",
+                 "boilerplate_trimmer"):
+        st = REGISTRY[name]()
+        st.setup(None)
+        chain.append(st)
+    refs = gne_reference()
+    rows, md = [], ["# gne-news-html: HTML stripping + boilerplate trimming vs GNE's extraction\n",
+                    "GNE's result.txt is a machine extraction (not ground truth). `ref lines found` = share of GNE's",
+                    "content lines (>= 8 chars) that appear in our output; `ours/ref length` > 1 means we kept",
+                    "extra text (navigation, comments, related links).\n"]
+    for page in GNE_PAGES:
+        raw = open(f"{SHARED}/gne-news-html/html/{page}", "rb").read()
+        html = raw.decode("utf-8", errors="replace")
+        if html.count("\ufffd") > 50:
+            html = raw.decode("gb18030", errors="replace")
+        rec = make_record("text", "g", text=html)
+        stripped = None
+        for st in chain:
+            st.process(rec)
+            if st.name == "whitespace_normalizer":
+                stripped = rec.text
+        out = rec.text
+        ref = refs.get(page, "")
+        ref_lines = [ln.strip() for ln in ref.split("\n") if len(ln.strip()) >= 8]
+        found = sum(1 for ln in ref_lines if ln.replace(" ", "") in out.replace(" ", ""))
+        lost = [ln for ln in ref_lines if ln.replace(" ", "") not in out.replace(" ", "")]
+        row = {"page": page, "html_chars": len(html), "stripped_chars": len(stripped), "trimmed_chars": len(out),
+               "ref_chars": len(ref), "ref_lines_found": f"{found}/{len(ref_lines)}",
+               "ours_over_ref": round(len(out) / max(len(ref), 1), 2)}
+        rows.append(row)
+        lines = [ln for ln in out.split("\n") if ln.strip()]
+        md.append(f"## {page}\n")
+        md.append("| html chars | after strip | after trim | GNE ref chars | ref lines found | ours/ref |")
+        md.append("|---|---|---|---|---|---|")
+        md.append(f"| {len(html)} | {len(stripped)} | {len(out)} | {len(ref)} | {found}/{len(ref_lines)} | "
+                  f"{row['ours_over_ref']} |\n")
+        md.append("First 8 lines kept:\n```\n" + "\n".join(x[:100] for x in lines[:8]) + "\n```")
+        md.append("Last 6 lines kept:\n```\n" + "\n".join(x[:100] for x in lines[-6:]) + "\n```")
+        if lost:
+            md.append("GNE content lines missing from ours:\n```\n" + "\n".join(x[:100] for x in lost[:5]) + "\n```")
+    return rows, "\n".join(md) + "\n"
+
+
+def main() -> None:
+    if not os.path.isdir(SHARED):
+        print("../shared/data not present; nothing to measure")
+        return
+    os.makedirs(RESULTS, exist_ok=True)
+    t0 = time.time()
+    stages = stack("pretrain-zh")
+    corpora = load_corpora()
+    rules = {name: measure_corpus(stages, docs) for name, docs in corpora.items()}
+    bl = {"pretrain-zh": blacklist_pr("pretrain-zh"), "sft-zh": blacklist_pr("sft-zh")}
+    gne_rows, gne_md = gne_report()
+    result = {"rules_pretrain_zh": rules, "blacklist_cold": bl, "gne": gne_rows, "seconds": round(time.time() - t0, 1)}
+    with open(os.path.join(RESULTS, "cleaning_rules.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, ensure_ascii=False, indent=1)
+    with open(os.path.join(RESULTS, "cleaning_gne.md"), "w", encoding="utf-8") as f:
+        f.write(gne_md)
+    md = ["# pretrain-zh rule rejection rates on ../shared/data\n"]
+    for name, r in rules.items():
+        md.append(f"## {name} ({r['docs']} docs, kept {r['kept_pct']}%)\n")
+        md.append("| rule:reason | first (cascade) % | would reject alone % |\n|---|---|---|")
+        keys = sorted(set(r["rejected_first_pct"]) | {k for k in r["would_reject_alone_pct"] if not k.endswith(":*")},
+                      key=lambda k: -r["would_reject_alone_pct"].get(k, 0))
+        for k in keys:
+            md.append(f"| {k} | {r['rejected_first_pct'].get(k, 0)} | {r['would_reject_alone_pct'].get(k, 0)} |")
+        md.append("\nnormalisers touched (% docs): " + ", ".join(f"{k} {v}" for k, v in r["normaliser_touched_pct"].items()))
+        md.append("")
+    md.append("# blacklist_filter vs COLD offensive labels\n")
+    md.append("| recipe | split | n | offensive | precision | recall | F1 | any-hit P | any-hit R |\n|---|---|---|---|---|---|---|---|---|")
+    for rn, splits in bl.items():
+        for sp, v in splits.items():
+            md.append(f"| {rn} | {sp} | {v['n']} | {v['offensive']} | {v['precision']} | {v['recall']} | {v['f1']} | "
+                      f"{v['any_hit_precision']} | {v['any_hit_recall']} |")
+    with open(os.path.join(RESULTS, "cleaning_rules.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(json.dumps(gne_rows, ensure_ascii=False, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Blacklist filter: category word lists matched in one Aho-Corasick pass.
+
+Lists live in ``thresher/blacklists/<category>.txt`` (one term per line, ``#`` header
+lines); users add their own with ``extra_lists`` (the file stem becomes the category).
+All terms of all enabled categories go into one automaton, so a document is scanned
+once however many lists are on.  Per category we count occurrences and occurrences
+per 1000 characters; a category fires only when *both* its ``min_hits`` and its
+``max_per_kchar`` are reached, so one mention of 赌博 in a long news article about a
+crackdown is kept while a gambling ad that repeats 百家乐 is not.
+
+ASCII terms match on word boundaries only (``ass`` must not fire inside ``class``).
+"""
+from __future__ import annotations
+
+import os
+
+from ..pipeline import Stage, register
+from ..records import Record
+
+BLACKLIST_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "blacklists")
+# safety categories are separate files so each can be turned on or off
+DEFAULT_CATEGORIES = ["ads", "gambling", "porn", "violence", "weapons", "drugs", "profanity", "hate"]
+# (min_hits, max_per_kchar): strong-signal categories fire on fewer hits
+DEFAULT_THRESHOLDS = {
+    "ads": [3, 3.0], "gambling": [2, 2.0], "porn": [2, 2.0], "violence": [3, 3.0], "weapons": [3, 3.0],
+    "drugs": [3, 3.0], "profanity": [1, 5.0], "hate": [1, 5.0],
+}
+
+
+def read_list(path: str) -> list[str]:
+    terms = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            t = line.strip()
+            if t and not t.startswith("#"):
+                terms.append(t.lower())
+    return terms
+
+
+def available_categories() -> list[str]:
+    return sorted(f[:-4] for f in os.listdir(BLACKLIST_DIR) if f.endswith(".txt"))
+
+
+class Matcher:
+    """One automaton over every category's terms; ``counts(text)`` -> {category: hits}."""
+
+    def __init__(self, lists: dict[str, list[str]]):
+        import ahocorasick
+        self.automaton = ahocorasick.Automaton()
+        merged: dict[str, set[str]] = {}
+        for cat, terms in lists.items():
+            for t in terms:
+                merged.setdefault(t, set()).add(cat)
+        for term, cats in merged.items():
+            ascii_word = term.isascii() and term[:1].isalnum()
+            self.automaton.add_word(term, (len(term), tuple(sorted(cats)), ascii_word))
+        self.empty = not merged
+        if not self.empty:
+            self.automaton.make_automaton()
+
+    def counts(self, text: str) -> dict[str, int]:
+        if self.empty or not text:
+            return {}
+        low = text.lower()
+        out: dict[str, int] = {}
+        n = len(low)
+        for end, (length, cats, ascii_word) in self.automaton.iter(low):
+            if ascii_word:
+                start = end - length + 1
+                if (start > 0 and low[start - 1].isascii() and low[start - 1].isalnum()) or (
+                        end + 1 < n and low[end + 1].isascii() and low[end + 1].isalnum()):
+                    continue
+            for c in cats:
+                out[c] = out.get(c, 0) + 1
+        return out
+
+
+@register("blacklist_filter")
+class BlacklistFilter(Stage):
+    defaults = {"categories": list(DEFAULT_CATEGORIES), "extra_lists": [], "thresholds": {},
+                "default_threshold": [2, 2.0]}
+
+    def setup(self, ctx) -> None:
+        lists: dict[str, list[str]] = {}
+        for cat in self.categories:
+            path = os.path.join(BLACKLIST_DIR, f"{cat}.txt")
+            if not os.path.exists(path):
+                raise ValueError(f"blacklist_filter: no shipped list {cat!r}; available: {available_categories()}")
+            lists[cat] = read_list(path)
+        for path in self.extra_lists:
+            cat = os.path.splitext(os.path.basename(path))[0]
+            lists.setdefault(cat, []).extend(read_list(path))
+        self._thr = {cat: tuple(self.thresholds.get(cat, DEFAULT_THRESHOLDS.get(cat, self.default_threshold)))
+                     for cat in lists}
+        self.matcher = Matcher(lists)
+
+    def measure(self, text: str) -> dict[str, dict]:
+        kchars = max(len(text), 1) / 1000
+        return {c: {"hits": n, "per_kchar": round(n / kchars, 3)} for c, n in self.matcher.counts(text).items()}
+
+    def process(self, record: Record) -> Record:
+        m = self.measure(record.full_text())
+        record.signals()["blacklist"] = m
+        fired = [(c, v) for c, v in sorted(m.items())
+                 if v["hits"] >= self._thr[c][0] and v["per_kchar"] >= self._thr[c][1]]
+        if fired:
+            cat, v = max(fired, key=lambda cv: cv[1]["per_kchar"])
+            return self.reject(record, f"blacklist:{cat}", v["per_kchar"], self._thr[cat][1], hits=v["hits"],
+                               categories=[c for c, _ in fired])
+        return record
