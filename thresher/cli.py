@@ -71,7 +71,11 @@ def _become_group_leader(pidfile: str) -> None:
     from .io.writers import atomic_write_bytes
     atomic_write_bytes(pidfile, f"{os.getpgid(0)}\n".encode())
 
+    leader = os.getpid()
+
     def on_term(signum, _frame):
+        if os.getpid() != leader:  # a pool worker inherited this handler: exit quietly
+            os._exit(128 + signum)
         from .log import get_logger
         get_logger().warning("stopped by signal %d; finished shards are checkpointed, run again to resume", signum)
         if os.path.exists(pidfile):
