@@ -97,8 +97,20 @@ QUESTIONS = [
 REFUSALS = ["作为一个AI语言模型，我无法回答这个问题。", "抱歉，我不能提供这方面的信息。"]
 
 
+OPENERS = ["", "", "据了解，", "近日，", "值得一提的是，", "业内人士指出，", "从长远来看，", "有调查显示，",
+           "不少网友表示，", "记者注意到，", "事实上，", "总的来说，", "在{city}，", "{year}年以来，",
+           "{city}的一位读者说，", "今年{month}月，"]
+CITIES = ["北京", "上海", "成都", "杭州", "兰州", "广州", "西安", "武汉", "长沙", "青岛", "昆明", "沈阳"]
+
+
+def _opener(rng: random.Random) -> str:
+    """A random lead-in, so documents built from one topic's sentences differ."""
+    return rng.choice(OPENERS).format(city=rng.choice(CITIES), year=rng.randint(2015, 2025),
+                                      month=rng.randint(1, 12))
+
+
 def _doc(rng: random.Random, topic: str) -> str:
-    sents = rng.sample(TOPICS[topic], k=rng.randint(3, 7))
+    sents = [_opener(rng) + s for s in rng.sample(TOPICS[topic], k=rng.randint(3, 7))]
     paras, cur = [], []
     for s in sents:
         cur.append(s)

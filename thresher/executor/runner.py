@@ -196,11 +196,12 @@ def render_summary(manifest: dict, seconds: float) -> str:
             f"({c['in'] / max(seconds, 1e-9):,.0f} records/s)",
             f"  in {c['in']:,}  =  kept {c['kept']:,}  +  rejected {c['rejected']:,}  +  quarantined "
             f"{c['quarantined']:,}   [{'conserved' if manifest['conserved'] else 'NOT CONSERVED'}]",
-            "", f"  {'stage':<28}{'in':>10}{'rejected':>10}{'rej %':>8}  top reasons"]
+            "", f"  {'stage':<28}{'in':>10}{'touched':>9}{'chars -':>10}{'rejected':>10}{'rej %':>7}  top reasons"]
     for label, s in manifest["stages"].items():
         pct = 100 * s["rejected"] / s["in"] if s["in"] else 0.0
         top = ", ".join(f"{k}={v}" for k, v in sorted(s["reasons"].items(), key=lambda kv: -kv[1])[:3])
-        rows.append(f"  {label:<28}{s['in']:>10,}{s['rejected']:>10,}{pct:>7.1f}%  {top}")
+        touched, removed = s["counts"].get("touched", 0), s["counts"].get("chars_removed", 0)
+        rows.append(f"  {label:<28}{s['in']:>10,}{touched:>9,}{removed:>10,}{s['rejected']:>10,}{pct:>6.1f}%  {top}")
     sinks = manifest["sinks"]
     rows += ["", "  sink          records        bytes   tokens(est)"]
     for k, v in sinks.items():
