@@ -48,3 +48,23 @@ def test_parquet_output_with_split_by(tmp_path):
     assert {"id", "kind", "messages", "meta"} <= set(table.column_names)
     top = json.loads((out / "kept" / "manifest.json").read_text())
     assert top["records"] == len(long_ids) + len(short_ids) == 31
+
+
+def test_outputs_read_back_keep_ids_and_meta_and_can_be_reconsidered(tmp_path):
+    """Chained runs (re-tiering without recomputing): a run's kept/rejected folders are
+    valid inputs; records keep id and meta; `reconsider` re-decides rejected ones."""
+    first = _run(tmp_path)
+    kept = {r.id: r for r in iter_records(str(first / "kept"))}
+    out2 = tmp_path / "second"
+    recipe = write_recipe(tmp_path / "r2.yaml",
+                          [{"path": str(first / "kept")},
+                           {"path": str(first / "rejected"), "mapping": {"reconsider": True}}],
+                          out2, [{"t_min_chars": {"min_chars": 1}}, {"t_tag_length": {"cut": 30}}])
+    run_cli("run", recipe)
+    man = json.loads((out2 / "manifest.json").read_text())
+    assert man["counts"]["quarantined"] == 0 and man["counts"]["in"] == 34
+    again = {r.id: r for r in iter_records(str(out2 / "kept"))}
+    assert set(kept) < set(again)  # the formerly rejected came back, nothing was re-hashed
+    rid = next(iter(kept))
+    assert again[rid].meta["signals"]["chars"] == kept[rid].meta["signals"]["chars"]
+    assert sum(r.meta.get("reconsidered", False) for r in again.values()) == 3

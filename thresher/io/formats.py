@@ -8,6 +8,8 @@ A recipe ``mapping`` can force a format and rename fields.
 from __future__ import annotations
 
 import re
+
+import orjson
 from typing import Any, Iterator
 
 from ..records import Record, make_record
@@ -123,6 +125,10 @@ def oasst_threads(node: dict, prefix: list[dict] | None = None) -> Iterator[list
         yield from oasst_threads(reply, prefix)
 
 
+def is_own_record(obj: dict) -> bool:
+    return obj.keys() >= {"id", "kind", "source", "meta"} and obj.get("kind") in ("text", "sft", "dpo")
+
+
 def detect_format(obj: dict) -> str:
     keys = obj.keys()
     if "chosen" in keys and "rejected" in keys:
@@ -178,6 +184,14 @@ def convert(obj: Any, source: str, mapping: dict | None = None, origin: str | No
         return [make_record("text", source, text=obj, origin=origin)]
     if not isinstance(obj, dict):
         raise FormatError(f"expected a JSON object, got {type(obj).__name__}")
+    if is_own_record(obj):
+        # a thresher output read back (re-tiering, chained runs): keep id, scores, tags
+        rec = Record.from_dict(obj)
+        if isinstance(rec.meta, str):
+            rec.meta = orjson.loads(rec.meta)
+        if (mapping or {}).get("reconsider") and rec.meta.pop("reject", None) is not None:
+            rec.meta["reconsidered"] = True
+        return [rec]
     mapping = mapping or {}
     renames = mapping.get("fields") or {}
     if renames:  # canonical_name: field_in_file

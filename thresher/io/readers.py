@@ -79,7 +79,9 @@ def expand_paths(pattern: str) -> list[str]:
         files = [f for f in files if split_compression(f)[0].lower().endswith(DATA_EXTS)]
     else:
         files = glob.glob(pattern, recursive=True) if any(c in pattern for c in "*?[") else [pattern]
-    files = sorted(f for f in files if os.path.isfile(f))
+    # a thresher output folder read back: skip its manifests and in-flight temp files
+    files = sorted(f for f in files if os.path.isfile(f) and os.path.basename(f) != "manifest.json"
+                   and ".tmp-" not in os.path.basename(f))
     if not files:
         raise FileNotFoundError(f"input {pattern!r} matches no file")
     return files
@@ -240,7 +242,7 @@ def _convert(obj, spec: ShardSpec, offset: int, raw: bytes, mapping: dict) -> It
         yield Quarantined(spec.source, spec.path, offset, f"unrecognised record: {e}", raw)
         return
     for rec in records:
-        if not any(t.strip() for _, t in rec.segments()):
+        if not rec.is_rejected and not any(t.strip() for _, t in rec.segments()):
             rec.reject("read", "empty")
         yield rec
 
@@ -268,9 +270,6 @@ def _read_parquet(spec: ShardSpec) -> Iterator[Record | Quarantined]:
     table = pq.ParquetFile(spec.path).read_row_group(spec.start)
     mapping = spec.mapping_dict()
     for i, row in enumerate(table.to_pylist()):
-        if set(row) >= {"id", "kind", "source", "meta"}:  # thresher's own output
-            yield _own_record(row)
-            continue
         yield from _convert(row, spec, i, orjson.dumps(row, default=str), mapping)
 
 
@@ -297,25 +296,9 @@ def iter_records(path: str, source: str | None = None, mapping: dict | None = No
         return
     inp = {"path": path, "name": source, "mapping": mapping or None}
     for spec in plan_shards(inp, shard_bytes):
-        if spec.fmt == "jsonl" and _is_own_output(spec):
-            with _open_stream(spec.path, spec.compression) as f:
-                for line in f:
-                    if line.strip():
-                        yield Record.from_json(line)
-            continue
         for item in read_shard(spec):
             if isinstance(item, Record):
                 yield item
-
-
-def _is_own_output(spec: ShardSpec) -> bool:
-    with _open_stream(spec.path, spec.compression) as f:
-        first = f.readline()
-    try:
-        obj = orjson.loads(first)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(obj, dict) and {"id", "kind", "source", "meta"} <= obj.keys()
 
 
 def read_own_shard(path: str) -> Iterator[Record]:
