@@ -66,9 +66,48 @@ def pair_f1(pred: np.ndarray, gold: np.ndarray) -> dict:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r) if p + r else 0, 4)}
 
 
-def run_thresher(texts: list[str], verify: str) -> np.ndarray:
+def run_thresher(texts: list[str], verify: str, slack: float = 3.0) -> np.ndarray:
     from thresher.dedup.minhash import dedup_clusters
-    return dedup_clusters(texts, threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, verify=verify)
+    return dedup_clusters(texts, threshold=THRESHOLD, num_perm=NUM_PERM, ngram=NGRAM, verify=verify,
+                          verify_slack=slack)
+
+
+def slack_sweep(short: bool, scale: int) -> list[dict]:
+    """F1 of signature verification per slack (standard errors below the threshold),
+    with exact-Jaccard verification and no verification for reference: one set of
+    signatures and candidates, so the rows differ only in the verification rule."""
+    from thresher.dedup.minhash import (MinHasher, band_hashes, bucket_edges, empty_mask, exact_jaccard,
+                                        optimal_param, shingle_sets, sig_similarity, verify_cutoff)
+    from thresher.dedup.unionfind import components
+    texts, gold = corpus(short, scale)
+    gold = np.asarray(gold)
+    h = MinHasher(num_perm=NUM_PERM, ngram=NGRAM)
+    sig = np.concatenate([h.signatures(texts[i:i + 1024]) for i in range(0, len(texts), 1024)])
+    b, r = optimal_param(THRESHOLD, NUM_PERM)
+    bh = band_hashes(sig, b, r)
+    keys = np.flatnonzero(~empty_mask(sig)).astype(np.int64)
+    e = np.unique(np.concatenate([bucket_edges(keys, bh[keys, j]) for j in range(b)]), axis=0)
+    est = sig_similarity(sig[e[:, 0]], sig[e[:, 1]])
+    sets = shingle_sets(h, texts)
+    jac = np.array([exact_jaccard(sets[a], sets[c]) for a, c in e.tolist()])
+    same = gold[e[:, 0]] == gold[e[:, 1]]
+
+    def f1(mask):
+        lab = np.arange(len(texts))
+        n, rt = components(e[mask])
+        lab[n] = rt
+        return pair_f1(lab, gold)
+    rows = [{"rule": "none (LSH candidates)", "cutoff": None, **f1(np.ones(len(e), bool))}]
+    for slack in (0.0, 1.0, 1.5, 2.0, 3.0):
+        cut = verify_cutoff(THRESHOLD, NUM_PERM, slack)
+        rows.append({"rule": f"signature, slack {slack}", "cutoff": round(cut, 4), **f1(est >= cut)})
+    for t in (THRESHOLD, verify_cutoff(THRESHOLD, NUM_PERM, 3.0)):
+        rows.append({"rule": f"exact Jaccard >= {t:.3f}", "cutoff": round(t, 4), **f1(jac >= t)})
+    q = np.quantile(jac[same], [0.01, 0.05, 0.1, 0.25, 0.5]) if same.any() else np.zeros(5)
+    rows.append({"rule": "true candidate pairs: exact Jaccard quantiles 1/5/10/25/50%",
+                 "values": [round(float(x), 3) for x in q], "true_pairs_below_threshold": int((jac[same] < THRESHOLD).sum()),
+                 "true_candidate_pairs": int(same.sum()), "false_candidate_pairs": int((~same).sum())})
+    return rows
 
 
 def py_shingles(text: str, n: int) -> set[bytes]:
@@ -124,8 +163,10 @@ def child(method: str, short: bool, scale: int) -> None:
         import datasketch  # noqa: F401
     base = rss_mb()
     t0 = time.perf_counter()
-    if method == "thresher":
+    if method == "thresher":  # the stage default: signature verification, slack 3 stderr
         pred = run_thresher(texts, "signature")
+    elif method == "thresher-strict":
+        pred = run_thresher(texts, "signature", 0.0)
     elif method == "thresher-noverify":
         pred = run_thresher(texts, "none")
     else:
@@ -198,7 +239,7 @@ def main() -> int:
         return 1
     rows = []
     for rep in range(args.repeat):  # interleaved so machine noise hits both alike
-        for m in ("datasketch", "thresher", "thresher-noverify"):
+        for m in ("datasketch", "thresher", "thresher-strict", "thresher-noverify"):
             r = spawn(m, args.short, args.scale)
             r["repeat"] = rep
             rows.append(r)
@@ -214,6 +255,7 @@ def main() -> int:
     name = "dedup_bench" + ("_short" if args.short else "") + (f"_x{args.scale}" if args.scale > 1 else "")
     res = {"num_perm": NUM_PERM, "threshold": THRESHOLD, "ngram": NGRAM, "cpu_count": os.cpu_count(),
            "runs": rows, "best": best, "summary": summary}
+    res["slack_sweep"] = sweep = slack_sweep(args.short, args.scale)
     td = run_text_dedup(args.short, args.scale)
     if td:
         res["text_dedup"] = td
@@ -226,6 +268,12 @@ def main() -> int:
     for m, r in best.items():
         md.append(f"| {m} | {r['records_per_s']:,.0f} | {summary[m]['speedup_vs_datasketch']}x | "
                   f"{r['peak_over_base_mb']} | {r['precision']} | {r['recall']} | {r['f1']} |")
+    md += ["", "Verification rule vs F1 (same signatures and LSH candidates; `thresher` above = signature, slack 3):", "",
+           "| rule | cutoff | P | R | F1 |", "|---|---|---|---|---|"]
+    md += [f"| {r['rule']} | {r['cutoff']} | {r['precision']} | {r['recall']} | {r['f1']} |" for r in sweep if "f1" in r]
+    md.append(f"\n{sweep[-1]['rule']}: {sweep[-1]['values']}; {sweep[-1]['true_pairs_below_threshold']} of "
+              f"{sweep[-1]['true_candidate_pairs']} true candidate pairs are below the threshold "
+              f"({sweep[-1]['false_candidate_pairs']} false candidate pairs).")
     md.append(f"\nKept records: true clusters {best['thresher']['true_clusters']}; thresher keeps "
               f"{best['thresher']['kept']}, datasketch {best['datasketch']['kept']}.")
     if td and "error" not in td:

@@ -87,3 +87,32 @@ def test_band_hashes_differ_by_band():
     sig = np.zeros((1, 8), np.uint32)
     bh = band_hashes(sig, 4, 2)
     assert len(set(bh[0].tolist())) == 4  # equal values in different bands never collide
+
+
+def test_signature_verification_trims_only_the_far_tail(zh_docs):
+    """Default slack (3 standard errors) keeps candidates just below the threshold, as
+    plain LSH does; slack 0 is a hard cut; candidates far below are dropped either way."""
+    from thresher.dedup.minhash import sig_similarity, verify_cutoff
+    assert abs(verify_cutoff(0.7, 128, 3.0) - (0.7 - 3 * (0.21 / 128) ** 0.5)) < 1e-9
+    assert verify_cutoff(0.7, 128, 0.0) == 0.7
+    rng = random.Random(12)
+    base = zh_docs(30, 400, seed=13)
+    h = MinHasher(num_perm=128, ngram=5)
+    near, far = None, None
+    for i, d in enumerate(base):  # find one pair in [cutoff, t) and one well below the cutoff
+        for rate in (0.06, 0.07, 0.08, 0.25, 0.3):
+            m = mutate(d, rate, rng)
+            est = float(sig_similarity(*h.signatures([d, m])))
+            if near is None and 0.6 <= est < 0.69:
+                near = (i, m)
+            if far is None and 0.2 <= est < 0.45:
+                far = (i, m)
+    assert near and far
+    texts = list(base) + [near[1], far[1]]
+    # bands x rows = 64 x 2: nearly every pair above J=0.2 becomes a candidate
+    lab = dedup_clusters(texts, threshold=0.7, bands=64, rows=2, verify="signature")
+    assert lab[30] == lab[near[0]] and lab[31] != lab[far[0]]
+    strict = dedup_clusters(texts, threshold=0.7, bands=64, rows=2, verify="signature", verify_slack=0.0)
+    assert strict[30] != strict[near[0]] and strict[31] != strict[far[0]]
+    unverified = dedup_clusters(texts, threshold=0.7, bands=64, rows=2, verify="none")
+    assert unverified[31] == unverified[far[0]]  # the tail that verification removes

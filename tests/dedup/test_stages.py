@@ -178,3 +178,38 @@ def test_line_dedup_strips_boilerplate(tmp_path, zh_docs):
     assert len(kept) == 8 and all(footer not in r.text for r in kept.values())
     assert rej[0].meta["reject"]["reason"] == "boilerplate_only"
     assert sorted(r.text for r in kept.values()) == sorted(docs)
+
+
+def test_decisions_keyed_on_ids_independent_of_shard_layout(tmp_path, corpus):
+    """Exact copies have distinct ids (origin hash); the decision names records by id,
+    keeper ties go to the smallest id, so the shard layout does not change the outcome."""
+    inp, docs = corpus
+    _, kept_small, rej_small = _run(tmp_path, "small", inp, STAGES, shard_bytes="2KB")
+    _, kept_big, rej_big = _run(tmp_path, "big", inp, STAGES, shard_bytes="1MB")
+    assert sorted(kept_small) == sorted(kept_big) and _decisions(rej_small) == _decisions(rej_big)
+    copies = [r for r in list(kept_small.values()) + rej_small if r.text == docs[0]]
+    assert len(copies) == 2 and copies[0].id != copies[1].id
+    assert copies[0].id.split(".")[0] == copies[1].id.split(".")[0]  # same content hash prefix
+    assert all("_dedup_key" not in r.meta for r in list(kept_small.values()) + rej_small)
+
+
+@pytest.mark.parametrize("stage", ["exact_dedup", "minhash_dedup"])
+def test_keeper_tie_goes_to_smallest_id(tmp_path, zh_docs, stage):
+    docs = zh_docs(4, 200, seed=40)
+    rows = [{"text": docs[0]}, {"text": docs[1]}, {"text": docs[0]}, {"text": docs[2]}, {"text": docs[0]}]
+    p = tmp_path / "tie.jsonl"
+    _write(p, rows)
+    _, kept, rej = _run(tmp_path, stage, p, [{stage: {}}], shard_bytes="500B")
+    copies = sorted([r.id for r in kept.values() if r.text == docs[0]] + [r.id for r in rej])
+    assert len(copies) == 3 and len(rej) == 2
+    assert [r.id for r in kept.values() if r.text == docs[0]] == [copies[0]]
+    assert {r.meta["reject"]["dup_of"] for r in rej} == {copies[0]}
+
+
+def test_duplicate_ids_are_refused():
+    import numpy as np
+    from thresher.dedup.base import check_unique_ids, id_array
+    check_unique_ids(id_array(["web/a.1", "web/a.2"]), "x")
+    with pytest.raises(ValueError, match="occurs 2 times"):
+        check_unique_ids(id_array(["web/a.1", "web/b.1", "web/a.1"]), "x")
+    assert id_array([]).dtype.kind == "S" and len(np.sort(id_array(["b", "a"]))) == 2

@@ -9,16 +9,17 @@ Artifacts per shard (written by ``collect``; never the text):
   reads one contiguous row per shard (partitioned by band);
 * ``<shard>.bkeys.npy``  (N,) int64 record keys of those columns (empty texts excluded);
 * ``<shard>.table.npz``  key, length, score, source rank of every record (keeper policy);
-* ``<shard>.ids.json``   record ids (to name the kept record in ``dup_of``);
+* ``<shard>.ids.npy``    record ids as fixed-width UTF-8 bytes (memory-mapped: the reduce
+  reads only the ids of cluster members, to break keeper ties and name ``dup_of``);
 * ``<shard>.sig.npy``    (N, num_perm) uint32 MinHash signatures (MinHash only).
 
-A record key is ``shard << 32 | position``; records of a persisted index use
-``INDEX_FLAG | part << 32 | position``.  ``reduce`` runs one ``ctx.pmap`` task per
-band (group by bucket, shrink to a forest), merges the forests with a union-find,
-picks a keeper per component and writes the decision: sorted dropped keys, the kept
-record's id and the similarity.  ``collect`` tags each record with its key in
-``meta["_dedup_key"]``, which ``process`` pops: the only way a process call can tell
-two records apart that share a content-addressed id (same source, same text).
+Inside the reduce a record is addressed by an int64 key ``shard << 32 | position``
+(its row in the shard's arrays; index records use ``INDEX_FLAG | part << 32 | position``).
+``reduce`` runs one ``ctx.pmap`` task per band (group by bucket, shrink to a forest),
+merges the forests with a union-find, picks a keeper per component and writes the
+decision by record id (ids are unique per occurrence, see ``records.make_record``):
+sorted dropped ids, the kept record's id and the similarity.  ``process`` looks each
+record's id up there, so nothing is carried in the record between segments.
 """
 from __future__ import annotations
 
@@ -35,7 +36,6 @@ from .unionfind import UnionFind
 from .minhash import bucket_edges
 
 INDEX_FLAG = np.int64(1 << 62)
-KEY_TAG = "_dedup_key"
 
 
 # --- atomic artifact writing ------------------------------------------------------
@@ -65,13 +65,28 @@ def load_json(path: str):
         return orjson.loads(f.read())
 
 
+def id_array(ids: list[str]) -> np.ndarray:
+    """Record ids as a sortable fixed-width bytes array (what decisions are keyed on)."""
+    return np.array([i.encode("utf-8", "surrogatepass") for i in ids], dtype=bytes) if ids else np.empty(0, "S1")
+
+
+def check_unique_ids(ids: np.ndarray, where: str) -> None:
+    """Decisions are keyed on ids, so two records sharing one would share a fate."""
+    u, c = np.unique(ids, return_counts=True)
+    if (c > 1).any():
+        raise ValueError(f"dedup: record id {u[c > 1][0].decode(errors='replace')!r} occurs {int(c.max())} times "
+                         f"({where}); ids must be unique per record (records.make_record with an origin)")
+
+
 def write_shard(prefix: str, keys: np.ndarray, bands: np.ndarray, valid: np.ndarray,
                 table: dict, ids: list[str], sig: np.ndarray | None = None) -> None:
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    idarr = id_array(ids)
+    check_unique_ids(idarr, os.path.basename(prefix))
     save_npy(prefix + ".bands.npy", np.ascontiguousarray(bands[valid].T))
     save_npy(prefix + ".bkeys.npy", keys[valid])
     save_npz(prefix + ".table.npz", key=keys, **table)
-    save_json(prefix + ".ids.json", ids)
+    save_npy(prefix + ".ids.npy", idarr)
     if sig is not None:
         save_npy(prefix + ".sig.npy", sig)
 
@@ -119,18 +134,33 @@ class Sources:
             return self.index[(key & ~int(INDEX_FLAG)) >> 32]
         return self.shards[key >> 32]
 
+    def rows(self, keys: np.ndarray, suffix: str) -> np.ndarray | None:
+        """Rows of ``keys`` in the per-shard arrays ``<prefix><suffix>`` (memory-mapped:
+        only these rows are read).  None when ``keys`` is empty."""
+        keys = np.asarray(keys, np.int64)
+        if len(keys) == 0:
+            return None
+        src = np.where(keys & INDEX_FLAG, (keys & ~INDEX_FLAG) >> 32 | (1 << 40), keys >> 32)
+        order = np.argsort(src, kind="stable")
+        bounds = np.flatnonzero(np.concatenate([[True], src[order][1:] != src[order][:-1], [True]]))
+        parts = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            idx = order[lo:hi]
+            arr = np.load(self.prefix_of(int(keys[idx[0]])) + suffix, mmap_mode="r")
+            parts.append(np.asarray(arr[keys[idx] & 0xFFFFFFFF]))
+        width = max(p.dtype.itemsize for p in parts)
+        dtype = parts[0].dtype if parts[0].dtype.kind != "S" else np.dtype(f"S{width}")
+        out = np.empty((len(keys),) + parts[0].shape[1:], dtype)
+        for (lo, hi), p in zip(zip(bounds[:-1], bounds[1:]), parts):
+            out[order[lo:hi]] = p
+        return out
+
+    def ids(self, keys: np.ndarray) -> np.ndarray:
+        out = self.rows(keys, ".ids.npy")
+        return out if out is not None else np.empty(0, "S1")
+
     def signatures(self, keys: np.ndarray) -> np.ndarray:
-        """Signature rows of ``keys`` (memory-mapped: only these rows are read)."""
-        out = None
-        groups: dict[str, list[int]] = {}
-        for i, k in enumerate(keys.tolist()):
-            groups.setdefault(self.prefix_of(k), []).append(i)
-        for p, idx in groups.items():
-            sig = np.load(p + ".sig.npy", mmap_mode="r")
-            if out is None:
-                out = np.empty((len(keys), sig.shape[1]), np.uint32)
-            idx = np.asarray(idx)
-            out[idx] = sig[keys[idx] & 0xFFFFFFFF]
+        out = self.rows(keys, ".sig.npy")
         return out if out is not None else np.empty((0, 0), np.uint32)
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -158,29 +188,20 @@ class RecordTables:
         return {c: v[idx] for c, v in self.cols.items()}
 
 
-class IdLookup:
-    """Record ids by key, loading each shard's id list only when first needed."""
+def choose_keepers(nodes: np.ndarray, roots: np.ndarray, tables: RecordTables, sources: Sources,
+                   policy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per component the preferred record.
 
-    def __init__(self, sources: Sources):
-        self.sources = sources
-        self.cache: dict[str, list] = {}
-
-    def __call__(self, key: int) -> str:
-        p = self.sources.prefix_of(key)
-        if p not in self.cache:
-            self.cache[p] = load_json(p + ".ids.json")
-        return self.cache[p][key & 0xFFFFFFFF]
-
-
-def choose_keepers(nodes: np.ndarray, roots: np.ndarray, tables: RecordTables,
-                   policy: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per component the preferred record; returns (dropped, their keeper, keepers, sizes)."""
+    Returns (dropped keys, their keeper's key, keeper keys, component sizes, ids of
+    ``nodes``); ids are read only for component members (ties and ``dup_of``)."""
     if len(nodes) == 0:
         e = np.empty(0, np.int64)
-        return e, e, e, e
+        return e, e, e, e, np.empty(0, "S1")
     t = tables.take(nodes)
+    ids = sources.ids(nodes)
+    check_unique_ids(ids, "duplicate clusters")
     is_index = (nodes & INDEX_FLAG) != 0
-    pri = keeper_order(policy, nodes, t["length"], t["score"], t["src_rank"], is_index)
+    pri = keeper_order(policy, nodes, ids, t["length"], t["score"], t["src_rank"], is_index)
     rank = np.empty(len(nodes), np.int64)
     rank[pri] = np.arange(len(nodes))
     order = np.lexsort((rank, roots))  # by component, best first
@@ -190,16 +211,31 @@ def choose_keepers(nodes: np.ndarray, roots: np.ndarray, tables: RecordTables,
     keepers = n_sorted[head]
     sizes = np.bincount(grp)
     drop = ~head & ((n_sorted & INDEX_FLAG) == 0)  # index records are not in this run
-    return n_sorted[drop], keepers[grp[drop]], keepers, sizes
+    return n_sorted[drop], keepers[grp[drop]], keepers, sizes, ids
 
 
-def write_decision(state_dir: str, dropped: np.ndarray, kept_ids: list[str], sims: np.ndarray,
+def ids_of(keys: np.ndarray, nodes: np.ndarray, node_ids: np.ndarray) -> np.ndarray:
+    """Ids of ``keys`` (a subset of the sorted ``nodes`` whose ids are ``node_ids``)."""
+    return node_ids[np.searchsorted(nodes, keys)] if len(keys) else np.empty(0, "S1")
+
+
+def write_decision(state_dir: str, dropped: np.ndarray, kept_of: np.ndarray, sims: np.ndarray,
                    keepers: np.ndarray, sizes: np.ndarray) -> None:
-    order = np.argsort(dropped)
-    save_npz(os.path.join(state_dir, "decision.npz"), dropped=dropped[order], sims=sims[order].astype(np.float32),
-             keepers=np.sort(keepers[(keepers & INDEX_FLAG) == 0]),
-             keeper_sizes=sizes[np.argsort(keepers)][(np.sort(keepers) & INDEX_FLAG) == 0])
-    save_json(os.path.join(state_dir, "kept_ids.json"), [kept_ids[i] for i in order])
+    """The decision by record id: ``dropped``/``kept_of`` (dup_of) and ``keepers`` are id
+    arrays; stored sorted so ``process`` finds a record with one binary search."""
+    order = np.argsort(dropped, kind="stable")
+    korder = np.argsort(keepers, kind="stable")
+    save_npz(os.path.join(state_dir, "decision.npz"), dropped=dropped[order], kept_of=kept_of[order],
+             sims=np.asarray(sims, np.float32)[order], keepers=keepers[korder],
+             keeper_sizes=np.asarray(sizes, np.int64)[korder])
+
+
+def _find(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``ids`` in ``sorted_ids`` and whether each is there."""
+    if len(sorted_ids) == 0:
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    i = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return i, sorted_ids[i] == ids
 
 
 class DedupStage(GlobalStage):
@@ -215,11 +251,10 @@ class DedupStage(GlobalStage):
         check_params(self)
 
     # collect helpers ---------------------------------------------------------------
-    def tag_and_table(self, records: list[Record], ctx: StageContext):
+    def keys_and_table(self, records: list[Record], ctx: StageContext):
+        """Row keys of this shard's artifacts, key texts and keeper columns."""
         keys = (np.int64(ctx.shard_index) << np.int64(32)) + np.arange(len(records), dtype=np.int64)
         texts = [key_text(r, self.key_field) for r in records]
-        for r, k in zip(records, keys.tolist()):
-            r.meta[KEY_TAG] = k
         table = record_table(records, self.score_name, self.source_priority)
         return keys, texts, table
 
@@ -229,23 +264,22 @@ class DedupStage(GlobalStage):
     # load/process ------------------------------------------------------------------
     def load(self, ctx: StageContext) -> None:
         with np.load(os.path.join(ctx.state_dir, "decision.npz")) as z:
-            self.dropped, self.sims = z["dropped"], z["sims"]
+            self.dropped, self.kept_of, self.sims = z["dropped"], z["kept_of"], z["sims"]
             self.keepers, self.keeper_sizes = z["keepers"], z["keeper_sizes"]
-        self.kept_ids = load_json(os.path.join(ctx.state_dir, "kept_ids.json"))
 
     def process_batch(self, records: list[Record]) -> list[Record]:
-        for r in records:
-            key = r.meta.pop(KEY_TAG, None)
-            if key is None:
-                continue
-            i = np.searchsorted(self.dropped, key)
-            if i < len(self.dropped) and self.dropped[i] == key:
+        if not records:
+            return records
+        ids = id_array([r.id for r in records])
+        di, dropped = _find(self.dropped, ids)
+        ki, keeper = _find(self.keepers, ids)
+        for r, i, is_dup, j, is_keeper in zip(records, di.tolist(), dropped.tolist(), ki.tolist(), keeper.tolist()):
+            if is_dup:
                 sim = round(float(self.sims[i]), 4)
                 r.signals()[self.label] = sim
-                self.reject(r, self.reason, sim, self.threshold_value(), dup_of=self.kept_ids[i], similarity=sim)
-                continue
-            j = np.searchsorted(self.keepers, key)
-            if j < len(self.keepers) and self.keepers[j] == key:
+                self.reject(r, self.reason, sim, self.threshold_value(),
+                            dup_of=self.kept_of[i].decode("utf-8", "surrogatepass"), similarity=sim)
+            elif is_keeper:
                 r.signals()[self.label] = {"dups": int(self.keeper_sizes[j]) - 1}
                 self.count("cluster_keepers")
         return records

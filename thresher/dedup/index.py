@@ -4,7 +4,7 @@ Layout of ``index_dir``::
 
     meta.json              hashing parameters; a run must match them to use the index
     part-00000.bands.npy   same artifact format as a run shard (see base.py)
-    part-00000.bkeys.npy / .table.npz / .ids.json / .sig.npy
+    part-00000.bkeys.npy / .table.npz / .ids.npy / .sig.npy
     ...
 
 A run with ``index_dir`` adds the parts as extra sources in its reduce: a new record
@@ -38,7 +38,8 @@ def index_parts(index_dir: str, meta: dict) -> list[str]:
 
 
 def append_run(index_dir: str, meta: dict, artifact_dir: str, dropped: np.ndarray) -> int:
-    """Add the records of a run's shards that were not dropped; returns how many."""
+    """Add the records of a run's shards that were not dropped (``dropped``: their ids,
+    sorted); returns how many."""
     os.makedirs(index_dir, exist_ok=True)
     mpath = os.path.join(index_dir, "meta.json")
     if os.path.exists(mpath):
@@ -51,7 +52,8 @@ def append_run(index_dir: str, meta: dict, artifact_dir: str, dropped: np.ndarra
         with np.load(prefix + ".table.npz") as z:
             table = {k: z[k] for k in z.files}
         old = table["key"]
-        keep = ~np.isin(old, dropped)
+        ids = np.load(prefix + ".ids.npy")
+        keep = ~np.isin(ids, dropped)
         if not keep.any():
             continue
         new_key = (INDEX_FLAG | (np.int64(part) << np.int64(32))) + np.arange(int(keep.sum()), dtype=np.int64)
@@ -65,8 +67,7 @@ def append_run(index_dir: str, meta: dict, artifact_dir: str, dropped: np.ndarra
         save_npy(out + ".bkeys.npy", new_key[remap[bpos[bkeep]]])
         if os.path.exists(prefix + ".sig.npy"):
             save_npy(out + ".sig.npy", np.load(prefix + ".sig.npy")[keep])
-        ids = load_json(prefix + ".ids.json")
-        save_json(out + ".ids.json", [i for i, k in zip(ids, keep.tolist()) if k])
+        save_npy(out + ".ids.npy", ids[keep])
         save_npz(out + ".table.npz", **{k: (new_key if k == "key" else v[keep]) for k, v in table.items()})
         part += 1
         added += int(keep.sum())

@@ -49,14 +49,16 @@ def _score(r: Record, name: str) -> float:
     return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else -np.inf
 
 
-def keeper_order(policy: str, keys: np.ndarray, length: np.ndarray, score: np.ndarray,
+def keeper_order(policy: str, keys: np.ndarray, ids: np.ndarray, length: np.ndarray, score: np.ndarray,
                  src_rank: np.ndarray, is_index: np.ndarray) -> np.ndarray:
     """Sort priority (smaller = preferred) as lexsort columns, most significant last.
 
     Records already in an index always win (they are in the curated corpus); then the
-    policy; ties go to the longer text, then the smallest key (deterministic)."""
+    policy (``first`` = input order: shard, then position); ties go to the longer text,
+    then the smallest record id, so the choice does not depend on worker count or the
+    order shards were processed in."""
     primary = {
-        "longest": -length, "shortest": length, "first": np.zeros_like(length),
+        "longest": -length, "shortest": length, "first": keys,
         "score": -score.astype(np.float64), "source": src_rank,
     }[policy]
-    return np.lexsort((keys, -length, primary, ~is_index))
+    return np.lexsort((ids, -length, primary, ~is_index))

@@ -284,13 +284,26 @@ class LSHParams:
         return optimal_param(self.threshold, self.num_perm)
 
 
+def verify_cutoff(threshold: float, num_perm: int, slack: float) -> float:
+    """Signature-verification cutoff: ``slack`` standard errors below ``threshold``.
+
+    The estimate of a pair with Jaccard t is binomial(num_perm, t)/num_perm, standard
+    error sqrt(t(1-t)/num_perm) (0.04 at t=0.7, 128 perms).  Verification is meant to
+    trim LSH's false-positive tail (candidates far below the threshold), not to turn
+    the soft S-curve into a hard cut at t: a hard cut also drops the pairs just below
+    t that plain LSH (datasketch) keeps, which cost 1-2 F1 points on edited-copy sets
+    (see docs/dedup.md).  slack=0 is the hard cut."""
+    return max(0.0, threshold - slack * float(np.sqrt(threshold * (1 - threshold) / num_perm)))
+
+
 def dedup_clusters(texts: list[str], threshold: float = 0.8, num_perm: int = 128, ngram: int = 5,
                    bands: int = 0, rows: int = 0, verify: str = "none", seed: int = 1,
-                   batch: int = 1024) -> np.ndarray:
+                   batch: int = 1024, verify_slack: float = 3.0) -> np.ndarray:
     """In-memory near-dup clustering: label[i] = smallest index in i's cluster.
 
     ``verify``: "none" (every LSH candidate pair is a duplicate), "signature" (estimated
-    Jaccard >= threshold) or "jaccard" (exact shingle Jaccard >= threshold).
+    Jaccard >= ``verify_cutoff(threshold, num_perm, verify_slack)``) or "jaccard" (exact
+    shingle Jaccard >= threshold).
     """
     hasher = MinHasher(num_perm=num_perm, ngram=ngram, seed=seed)
     b, r = LSHParams(threshold, num_perm, bands, rows).resolve()
@@ -300,7 +313,8 @@ def dedup_clusters(texts: list[str], threshold: float = 0.8, num_perm: int = 128
     keys = np.flatnonzero(~empty_mask(sig)).astype(np.int64)
     edges = [bucket_edges(keys, bh[keys, j]) for j in range(b)]
     e = np.unique(np.concatenate(edges), axis=0) if edges else np.empty((0, 2), np.int64)
-    e = verify_edges(e, threshold, verify, sig=sig, hasher=hasher, texts=texts)
+    cut = verify_cutoff(threshold, num_perm, verify_slack) if verify == "signature" else threshold
+    e = verify_edges(e, cut, verify, sig=sig, hasher=hasher, texts=texts)
     labels = np.arange(len(texts), dtype=np.int64)
     nodes, roots = components(e)
     labels[nodes] = roots

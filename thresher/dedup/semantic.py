@@ -1,7 +1,12 @@
 """SemDeDup (Abbas et al. 2023): embed, k-means, drop records whose cosine similarity
 to a preferred record of the same cluster exceeds ``1 - eps``.
 
-collect: embeddings of the shard (float32, L2-normalised) + the keeper table.
+collect: embeddings of the shard (float32, L2-normalised) + the keeper table.  An
+         embedder that must be fitted first (``tfidf_svd``) cannot embed a shard on its
+         own (every shard must share one space), so collect stores the key texts
+         instead (zstd JSON, truncated to the embedder's ``max_chars``) and the reduce
+         fits on a deterministic sample, saves the fitted embedder to the state dir and
+         embeds each shard in a ``ctx.pmap`` task.
 reduce:  spherical k-means on a deterministic sample; assignment per shard
          (``ctx.pmap``); then one task per cluster computes, in blocks of ``block``
          rows, each member's maximum cosine to the members ranked before it by the
@@ -15,11 +20,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import orjson
 
 from ..pipeline import StageContext, register
 from ..records import Record
-from .base import (DedupStage, IdLookup, RecordTables, Sources, load_json, save_json, save_npy, save_npz,
-                   write_decision, write_shard)
+from .base import (DedupStage, RecordTables, Sources, load_json, save_json, save_npy, save_npz, write_decision,
+                   write_shard)
 from .keys import keeper_order
 from .minhash import shingle_batch
 
@@ -69,6 +75,34 @@ def spherical_kmeans(x: np.ndarray, k: int, iters: int = 20, seed: int = 0) -> n
             break
         c = new
     return c
+
+
+def _texts_path(prefix: str) -> str:
+    return prefix + ".texts.json.zst"
+
+
+def _write_texts(prefix: str, texts: list[str]) -> None:
+    import zstandard
+    tmp = f"{_texts_path(prefix)}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(zstandard.ZstdCompressor(level=3).compress(orjson.dumps(texts)))
+    os.replace(tmp, _texts_path(prefix))
+
+
+def _read_texts(prefix: str) -> list[str]:
+    import zstandard
+    with open(_texts_path(prefix), "rb") as f:
+        return orjson.loads(zstandard.ZstdDecompressor().decompressobj().decompress(f.read()))
+
+
+def _embed_task(args: tuple[str, str]) -> int:
+    """Embed one shard's stored texts with the embedder fitted in the reduce."""
+    prefix, embedder_dir = args
+    from ..scoring.embed import load_embedder
+    texts = _read_texts(prefix)
+    emb = load_embedder(embedder_dir).encode(texts)  # (0, dim) for an empty shard
+    save_npy(prefix + ".emb.npy", np.asarray(emb, np.float32))
+    return len(texts)
 
 
 def _assign_task(args: tuple[str, np.ndarray, str]) -> int:
@@ -134,7 +168,7 @@ class SemanticDedup(DedupStage):
     reason = "semantic_dup"
     defaults = {**{k: v for k, v in DedupStage.common_defaults.items() if k not in ("index_dir", "write_index")},
                 "eps": 0.05, "n_clusters": 0, "embedder": {}, "dry_run": False, "block": 2048,
-                "kmeans_sample": 100000, "kmeans_iter": 20, "seed": 0}
+                "kmeans_sample": 100000, "kmeans_iter": 20, "seed": 0, "fit_sample": 50000}
 
     _embedder = None  # built on first collect: only collect needs it
 
@@ -144,16 +178,45 @@ class SemanticDedup(DedupStage):
     def collect(self, records: list[Record], ctx: StageContext) -> None:
         if self._embedder is None:
             self._embedder = build_embedder(self.embedder)
-        keys, texts, table = self.tag_and_table(records, ctx)
-        emb = np.asarray(self._embedder.encode(texts), np.float32) if texts else np.empty((0, 1), np.float32)
+        keys, texts, table = self.keys_and_table(records, ctx)
         prefix = self.prefix(ctx)
         write_shard(prefix, keys, np.zeros((len(keys), 0), np.uint64), np.ones(len(keys), bool), table,
                     [r.id for r in records])
+        if self._needs_fit():
+            _write_texts(prefix, [t[: self._embedder.max_chars] for t in texts])
+            return
+        emb = np.asarray(self._embedder.encode(texts), np.float32) if texts else np.empty((0, 1), np.float32)
         save_npy(prefix + ".emb.npy", emb)
+
+    def _needs_fit(self) -> bool:
+        return bool(getattr(self._embedder, "needs_fit", False)) and not getattr(self._embedder, "fitted", True)
+
+    def _fit_and_embed(self, ctx: StageContext, prefixes: list[str]) -> None:
+        """Fit the embedder on a sample of all shards' texts, then embed every shard."""
+        sizes = [len(np.load(p + ".bkeys.npy", mmap_mode="r")) for p in prefixes]
+        total = sum(sizes)
+        if not total:
+            for p in prefixes:
+                save_npy(p + ".emb.npy", np.empty((0, 1), np.float32))
+            return
+        take = np.sort(np.random.default_rng(self.seed).choice(total, size=min(total, self.fit_sample), replace=False))
+        sample, base = [], 0
+        for p, n in zip(prefixes, sizes):
+            sel = take[(take >= base) & (take < base + n)] - base
+            if len(sel):
+                texts = _read_texts(p)
+                sample += [texts[i] for i in sel.tolist()]
+            base += n
+        embedder = build_embedder(self.embedder).fit(sample)
+        edir = os.path.join(ctx.state_dir, "embedder")
+        embedder.save(edir)
+        ctx.pmap(_embed_task, [(p, edir) for p in prefixes])
 
     def reduce(self, ctx: StageContext) -> dict:
         sources = Sources.of_run(ctx.artifact_dir)
         prefixes = sources.prefixes()
+        if prefixes and os.path.exists(_texts_path(prefixes[0])):
+            self._fit_and_embed(ctx, prefixes)
         sizes = [len(np.load(p + ".bkeys.npy", mmap_mode="r")) for p in prefixes]
         total = sum(sizes)
         k = self.n_clusters or max(1, int(round(np.sqrt(total / 10))))
@@ -170,7 +233,8 @@ class SemanticDedup(DedupStage):
         keys = tables.cols["key"]
         assign = np.concatenate([np.load(a) for a in assign_paths]) if total else np.empty(0, np.int32)
         t = tables.cols
-        pri = keeper_order(self.keep, keys, t["length"], t["score"], t["src_rank"], np.zeros(len(keys), bool))
+        ids = sources.ids(keys)  # all ids: every record is a potential keeper; ~40 bytes each
+        pri = keeper_order(self.keep, keys, ids, t["length"], t["score"], t["src_rank"], np.zeros(len(keys), bool))
         order = pri[np.argsort(assign[pri], kind="stable")]  # by cluster, preferred first
         bounds = np.searchsorted(assign[order], np.arange(k + 1)) if total else np.zeros(1, int)
         tasks = [(keys[order[bounds[c]:bounds[c + 1]]], sources, self.block) for c in range(k)
@@ -185,10 +249,10 @@ class SemanticDedup(DedupStage):
         save_json(os.path.join(ctx.state_dir, "sweep.json"), sweep)
         drop = (maxsim > 1 - self.eps) & (not self.dry_run)
         dropped, kept_of = _resolve(mkeys, nearest, drop)
-        ids = IdLookup(sources)
         sim = maxsim[drop]
         keepers, counts = np.unique(kept_of, return_counts=True)
-        write_decision(ctx.state_dir, dropped, [ids(x) for x in kept_of.tolist()], sim, keepers, counts + 1)
+        id_of = lambda k: ids[np.searchsorted(keys, k)]  # noqa: E731  (keys are sorted)
+        write_decision(ctx.state_dir, id_of(dropped), id_of(kept_of), sim, id_of(keepers), counts + 1)
         return {"clusters": k, "dropped": int(len(dropped)), "dry_run": self.dry_run,
                 "sweep": {str(r["eps"]): r["dropped"] for r in sweep["sweep"]}}
 
@@ -199,7 +263,8 @@ class SemanticDedup(DedupStage):
         out, base = [], 0
         for p, n in zip(prefixes, sizes):
             sel = take[(take >= base) & (take < base + n)] - base
-            out.append(np.asarray(np.load(p + ".emb.npy", mmap_mode="r")[sel]))
+            if len(sel):  # an empty shard's array may have a placeholder width
+                out.append(np.asarray(np.load(p + ".emb.npy", mmap_mode="r")[sel]))
             base += n
         return np.concatenate(out)
 

@@ -8,10 +8,10 @@ import xxhash
 
 from ..pipeline import ConfigError, StageContext, register
 from ..records import Record
-from .base import (DedupStage, IdLookup, RecordTables, Sources, choose_keepers, load_json, merge_forests,
+from .base import (INDEX_FLAG, DedupStage, RecordTables, Sources, choose_keepers, ids_of, load_json, merge_forests,
                    save_json, write_decision, write_shard)
 from .index import append_run, index_parts
-from .minhash import MinHasher, band_hashes, empty_mask, optimal_param, s_curve
+from .minhash import MinHasher, band_hashes, empty_mask, optimal_param, s_curve, verify_cutoff
 from .normalize import normalize_key
 
 
@@ -31,10 +31,11 @@ class _BucketDedup(DedupStage):
         sources = Sources.of_run(ctx.artifact_dir, index_parts(self.index_dir, self.index_meta()))
         nodes, roots, n_edges = merge_forests(ctx, self.n_bands(), sources, self.verify_threshold())
         tables = RecordTables(sources.prefixes())
-        dropped, kept_of, keepers, sizes = choose_keepers(nodes, roots, tables, self.keep)
+        dropped, kept_of, keepers, sizes, node_ids = choose_keepers(nodes, roots, tables, sources, self.keep)
         sims = self.similarities(sources, dropped, kept_of)
-        ids = IdLookup(sources)
-        write_decision(ctx.state_dir, dropped, [ids(k) for k in kept_of.tolist()], sims, keepers, sizes)
+        run = (keepers & INDEX_FLAG) == 0  # indexed keepers are not in this run
+        write_decision(ctx.state_dir, ids_of(dropped, nodes, node_ids), ids_of(kept_of, nodes, node_ids), sims,
+                       ids_of(keepers[run], nodes, node_ids), sizes[run])
         stats = {"edges": n_edges, "clusters": int(len(keepers)), "dropped": int(len(dropped)),
                  "dropped_vs_index": int(((kept_of >> 62) & 1).sum()), "index_parts": len(sources.index)}
         save_json(os.path.join(ctx.state_dir, "stats.json"), stats)
@@ -66,7 +67,7 @@ class ExactDedup(_BucketDedup):
         return 1
 
     def collect(self, records: list[Record], ctx: StageContext) -> None:
-        keys, texts, table = self.tag_and_table(records, ctx)
+        keys, texts, table = self.keys_and_table(records, ctx)
         norm = [normalize_key(t, t2s=self.t2s, drop_punct=self.drop_punct) for t in texts]
         h = np.fromiter((xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in norm),
                         np.uint64, len(norm))
@@ -80,12 +81,14 @@ class MinHashDedup(_BucketDedup):
     bands x rows chosen for ``threshold``, candidate pairs verified on signatures."""
     reason = "near_dup"
     defaults = {**DedupStage.common_defaults, "threshold": 0.8, "num_perm": 128, "ngram": 5, "bands": 0,
-                "rows": 0, "seed": 1, "t2s": False, "verify": "signature", "batch": 1024}
+                "rows": 0, "seed": 1, "t2s": False, "verify": "signature", "verify_slack": 3.0, "batch": 1024}
 
     def __init__(self, label=None, **params):
         super().__init__(label, **params)
         if self.verify not in ("none", "signature"):
             raise ConfigError(f"minhash_dedup.verify: {self.verify!r} not in ('none', 'signature')")
+        if self.verify_slack < 0:
+            raise ConfigError(f"minhash_dedup.verify_slack: must be >= 0, got {self.verify_slack}")
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"minhash_dedup.threshold: must be in (0, 1], got {self.threshold}")
         self.b, self.r = (self.bands, self.rows) if self.bands and self.rows else \
@@ -105,10 +108,10 @@ class MinHashDedup(_BucketDedup):
         return self.b
 
     def verify_threshold(self) -> float:
-        return self.threshold if self.verify == "signature" else 0.0
+        return verify_cutoff(self.threshold, self.num_perm, self.verify_slack) if self.verify == "signature" else 0.0
 
     def collect(self, records: list[Record], ctx: StageContext) -> None:
-        keys, texts, table = self.tag_and_table(records, ctx)
+        keys, texts, table = self.keys_and_table(records, ctx)
         sig = np.empty((len(texts), self.num_perm), np.uint32)
         for lo in range(0, len(texts), self.batch):
             sig[lo:lo + self.batch] = self.hasher.signatures(texts[lo:lo + self.batch])
@@ -121,7 +124,8 @@ class MinHashDedup(_BucketDedup):
     def reduce(self, ctx: StageContext) -> dict:
         stats = super().reduce(ctx)
         save_json(os.path.join(ctx.state_dir, "lsh.json"),
-                  {"bands": self.b, "rows": self.r, "threshold": self.threshold, "s_curve": s_curve(self.b, self.r)})
+                  {"bands": self.b, "rows": self.r, "threshold": self.threshold,
+                   "verify_cutoff": self.verify_threshold(), "s_curve": s_curve(self.b, self.r)})
         return {**stats, "bands": self.b, "rows": self.r}
 
 
