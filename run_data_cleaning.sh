@@ -35,5 +35,13 @@ mkdir -p "$STATE_HOME"
 RUN_DIR_ABS="$(cd "$RUN_DIR" && pwd)"
 grep -qxF "$RUN_DIR_ABS" "$STATE_HOME/runs.list" 2>/dev/null || echo "$RUN_DIR_ABS" >> "$STATE_HOME/runs.list"
 echo "thresher: run dir $RUN_DIR_ABS (log: $RUN_DIR_ABS/run.log)"
-# exec: the python process becomes its own process-group leader and records the pgid
-exec "$PY" -m thresher.cli run "$RECIPE" --pidfile "$RUN_DIR_ABS/run.pid" "$@" >> "$RUN_DIR_ABS/run.log" 2>&1
+# the python process makes itself a process-group leader and records the pgid there
+rc=0
+"$PY" -m thresher.cli run "$RECIPE" --pidfile "$RUN_DIR_ABS/run.pid" "$@" >> "$RUN_DIR_ABS/run.log" 2>&1 || rc=$?
+if [ "$rc" = 0 ]; then
+  cat "$RUN_DIR_ABS/summary.txt"
+  echo "kept records: $RUN_DIR_ABS/kept   report: .venv/bin/python -m thresher.cli report $RUN_DIR_ABS"
+else
+  echo "run ended with status $rc; see $RUN_DIR_ABS/run.log (start again to resume)" >&2
+fi
+exit "$rc"
