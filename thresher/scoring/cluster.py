@@ -48,11 +48,23 @@ def tokenize(text: str) -> list[str]:
     return [w.lower() for w in jb.lcut(text[:2000]) if len(w) > 1 and _WORD_RE.fullmatch(w) and w.lower() not in _STOP]
 
 
-def cluster_keywords(texts: list[str], labels: np.ndarray, k: int, top: int = 5) -> list[list[str]]:
-    """Class-based TF-IDF over jieba words: terms frequent in one cluster and rare in the others."""
+def cluster_keywords(texts: list[str], labels: np.ndarray, k: int, top: int = 5, per_cluster: int = 100,
+                     max_chars: int = 200) -> list[list[str]]:
+    """Class-based TF-IDF over jieba words: terms frequent in one cluster and rare in the others.
+
+    Only the first ``per_cluster`` texts of each cluster (first ``max_chars`` chars each) are
+    segmented: top keywords are stable long before that, and jieba was most of the reduce's
+    time (``per_cluster=0`` segments everything). Texts come in sample order, so the choice
+    is deterministic.
+    """
     tf = [Counter() for _ in range(k)]
+    seen = [0] * k
     for t, c in zip(texts, labels):
-        tf[int(c)].update(tokenize(t))
+        c = int(c)
+        if per_cluster and seen[c] >= per_cluster:
+            continue
+        seen[c] += 1
+        tf[c].update(tokenize(t[:max_chars] if per_cluster else t))
     df = Counter()
     for c in tf:
         df.update(c.keys())
@@ -64,19 +76,36 @@ def cluster_keywords(texts: list[str], labels: np.ndarray, k: int, top: int = 5)
     return out
 
 
-def choose_k(x: np.ndarray, k_min: int, k_max: int, seed: int = 0, max_points: int = 3000) -> tuple[int, dict]:
-    """Best silhouette (cosine) over k in [k_min, k_max] on a sub-sample."""
+def _silhouette(sub: np.ndarray, k: int, seed: int) -> float:
     from sklearn.metrics import silhouette_score
+    lab = fit_kmeans(sub, k, seed, n_init=1).predict(sub)
+    return float(silhouette_score(sub, lab, metric="cosine")) if len(set(lab)) > 1 else -1.0
+
+
+def choose_k(x: np.ndarray, k_min: int, k_max: int, seed: int = 0, max_points: int = 2000,
+             coarse: int = 5) -> tuple[int, dict]:
+    """Best silhouette (cosine) over k in [k_min, k_max] on a sub-sample of ``max_points``.
+
+    Coarse to fine: ``coarse`` geometrically spaced k, then the midpoints between the best
+    and its neighbours (silhouette is smooth enough in k for that). Each candidate costs a
+    k-means fit plus an O(n^2) silhouette, so both the sample and the count are capped.
+    """
     rng = np.random.default_rng(seed)
     sub = x if len(x) <= max_points else x[np.sort(rng.choice(len(x), max_points, replace=False))]
-    k_max = max(2, min(k_max, len(sub) - 1))
-    cands = sorted({int(round(v)) for v in np.geomspace(max(2, k_min), k_max, num=min(8, k_max - max(2, k_min) + 1))})
-    scores = {}
-    for k in cands:
-        lab = fit_kmeans(sub, k, seed, n_init=1).predict(sub)
-        scores[k] = float(silhouette_score(sub, lab, metric="cosine")) if len(set(lab)) > 1 else -1.0
+    lo, hi = max(2, k_min), max(2, min(k_max, len(sub) - 1))
+    if hi <= lo:
+        return lo, {lo: _silhouette(sub, lo, seed)} if len(sub) > lo else {}
+    grid = sorted({int(round(v)) for v in np.geomspace(lo, hi, num=min(coarse, hi - lo + 1))})
+    scores = {k: _silhouette(sub, k, seed) for k in grid}
     best = max(scores, key=lambda k: (scores[k], -k))
-    return best, scores
+    i = grid.index(best)
+    for nb in (grid[i - 1] if i > 0 else None, grid[i + 1] if i + 1 < len(grid) else None):
+        if nb is not None:
+            mid = (best + nb) // 2
+            if mid not in scores:
+                scores[mid] = _silhouette(sub, mid, seed)
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return best, dict(sorted(scores.items()))
 
 
 def fit_kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 3):
@@ -103,7 +132,7 @@ def purity_nmi(true: list, pred: np.ndarray) -> tuple[float, float]:
 class ClusterStage(GlobalStage):
     """Embedding + k-means topic clusters with readable labels, for diversity and tiers."""
 
-    version = "1"
+    version = "2"  # 2: capped silhouette/keyword samples, coarse-to-fine k search
     defaults = {
         "embedder": {},             # thresher.scoring.embed parameters (backend, model_path, dim, ...)
         "k": 0,                     # 0: choose by silhouette in [k_min, k_max]
@@ -114,6 +143,8 @@ class ClusterStage(GlobalStage):
         "keywords": 3,              # keywords in cluster_label
         "store_embedding": False,   # also write meta["embedding"] (float list; large)
         "cache_embeddings": True,   # cache vectors by record id under the stage's work dir
+        "silhouette_sample": 2000,  # points the k search clusters and scores (O(n^2) silhouette)
+        "keyword_sample": 100,      # texts per cluster jieba segments for labels (0: all)
         "seed": 0,
         "threads": 1,               # BLAS threads in reduce
     }
@@ -143,20 +174,18 @@ class ClusterStage(GlobalStage):
             return {"k": 0, "sample": 0}
         texts, ids = [r["t"] for r in rows], [r["id"] for r in rows]
         emb = build_embedder(self._embedder_params(ctx))
-        if emb.needs_fit:
-            emb.fit(texts)
+        x = emb.fit_encode(texts, ids=ids)
         emb.save(os.path.join(ctx.state_dir, "embedder"))
-        x = emb.encode(texts, ids=ids)
         scores = {}
         k = self.k or 0
         with blas_threads(self.threads):
             if k <= 0:
-                k, scores = choose_k(x, self.k_min, self.k_max, self.seed)
+                k, scores = choose_k(x, self.k_min, self.k_max, self.seed, max_points=self.silhouette_sample)
             k = max(1, min(k, len(x)))
             km = fit_kmeans(x, k, self.seed)
         centers = km.cluster_centers_.astype(np.float32)
         labels = assign(x, centers)
-        kws = cluster_keywords(texts, labels, k, max(self.keywords, 8))
+        kws = cluster_keywords(texts, labels, k, max(self.keywords, 8), per_cluster=self.keyword_sample)
         sizes = np.bincount(labels, minlength=k).tolist()
         clusters = [{"id": i, "label": "/".join(kws[i][: self.keywords]) or f"cluster-{i}", "keywords": kws[i],
                      "sample_size": sizes[i]} for i in range(k)]

@@ -32,14 +32,33 @@ def _plt():
     return plt
 
 
+_CJK_NAMES = ("Noto Sans CJK", "Noto Serif CJK", "WenQuanYi", "Source Han", "SimHei", "Droid Sans Fallback", "AR PL")
+_CJK_FILES = ("wqy", "notosanscjk", "notoserifcjk", "sourcehan", "simhei", "droidsansfallback", "uming", "ukai")
+
+
 def cjk_font() -> str | None:
-    """Name of an installed font that has CJK glyphs, if any."""
+    """Name of an installed font that has CJK glyphs, if any.
+
+    matplotlib's font list is a cache built on first import, so a font installed later
+    (``apt-get install fonts-wqy-microhei``) is missing from it: scan the system font
+    folders for known CJK files and register them, instead of rebuilding the whole cache.
+    """
     from matplotlib import font_manager
-    for f in font_manager.fontManager.ttflist:
-        if any(k in f.name for k in ("Noto Sans CJK", "Noto Serif CJK", "WenQuanYi", "Source Han", "SimHei",
-                                     "Droid Sans Fallback", "AR PL")):
-            return f.name
-    return None
+    fm = font_manager.fontManager
+
+    def known() -> str | None:
+        return next((f.name for f in fm.ttflist if any(k in f.name for k in _CJK_NAMES)), None)
+
+    name = known()
+    if name is None:
+        for path in sorted(font_manager.findSystemFonts()):
+            if any(k in os.path.basename(path).lower().replace("-", "") for k in _CJK_FILES):
+                try:
+                    fm.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # unreadable/unsupported font file
+                    continue
+        name = known()
+    return name
 
 
 # --- data -------------------------------------------------------------------------------
