@@ -22,4 +22,11 @@ if [ "$needs_torch" = 1 ] && ! .venv/bin/python -c "import torch" 2>/dev/null; t
   fi
 fi
 .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
+# optional: a CJK font so report plots can label clusters with their Chinese keywords
+# (without it they fall back to c<id> labels); never fatal
+if ! fc-list :lang=zh 2>/dev/null | grep -q . && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 \
+     || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1; }) \
+     || echo "note: no CJK font installed; report plots will label clusters c<id>"
+fi
 echo "thresher installed in .venv with extras [${EXTRAS}]"
