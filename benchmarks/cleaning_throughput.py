@@ -35,6 +35,7 @@ SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
 VENV = os.path.join(ROOT, ".cache", "bench-venv")
 WORKERS = 2
 REPEAT = 2
+ROUNDS = 3  # interleaved ours/theirs rounds; best of each is reported
 
 DATATROVE_SCRIPT = r'''
 import json, sys, time
@@ -179,7 +180,7 @@ def main() -> None:
         with open(script, "w") as f:
             f.write(DATATROVE_SCRIPT)
         runs = []
-        for _ in range(2):  # alternate to spread the noise of a shared machine over both
+        for _ in range(ROUNDS):  # interleave to spread the noise of a shared machine over both
             ours = thresher_run(docs)
             out = subprocess.run([py, script, path, default_model_path()], capture_output=True, text=True, check=True)
             theirs = json.loads(out.stdout.strip().splitlines()[-1])

@@ -2,4 +2,4 @@
 
 Importing this package registers every rule as a recipe stage.
 """
-from . import blacklist, langid, normalize, pii, quality, sft  # noqa: F401  (registration side effects)
+from . import blacklist, extract, langid, normalize, pii, quality, sft  # noqa: F401  (registration side effects)

@@ -9,6 +9,12 @@ per 1000 characters; a category fires only when *both* its ``min_hits`` and its
 crackdown is kept while a gambling ad that repeats 百家乐 is not.
 
 ASCII terms match on word boundaries only (``ass`` must not fire inside ``class``).
+
+Short texts (comments, posts, single turns) carry no "density" evidence: one insult in a
+40-character comment *is* the comment.  ``short_min_hits`` lowers ``min_hits`` per
+category for texts shorter than ``short_text_chars`` (the per-1000-chars bar still
+applies, and one hit in a short text always clears it), so a long news article that
+quotes one insult is kept while the comment that is the insult is not.
 """
 from __future__ import annotations
 
@@ -78,7 +84,7 @@ class Matcher:
 @register("blacklist_filter")
 class BlacklistFilter(Stage):
     defaults = {"categories": list(DEFAULT_CATEGORIES), "extra_lists": [], "thresholds": {},
-                "default_threshold": [2, 2.0]}
+                "default_threshold": [2, 2.0], "short_text_chars": 0, "short_min_hits": {}}
 
     def setup(self, ctx) -> None:
         lists: dict[str, list[str]] = {}
@@ -94,15 +100,22 @@ class BlacklistFilter(Stage):
                      for cat in lists}
         self.matcher = Matcher(lists)
 
+    def _min_hits(self, cat: str, short: bool) -> int:
+        if short and cat in self.short_min_hits:
+            return min(self._thr[cat][0], int(self.short_min_hits[cat]))
+        return self._thr[cat][0]
+
     def measure(self, text: str) -> dict[str, dict]:
         kchars = max(len(text), 1) / 1000
         return {c: {"hits": n, "per_kchar": round(n / kchars, 3)} for c, n in self.matcher.counts(text).items()}
 
     def process(self, record: Record) -> Record:
-        m = self.measure(record.full_text())
+        text = record.full_text()
+        m = self.measure(text)
         record.signals()["blacklist"] = m
+        short = len(text) < self.short_text_chars
         fired = [(c, v) for c, v in sorted(m.items())
-                 if v["hits"] >= self._thr[c][0] and v["per_kchar"] >= self._thr[c][1]]
+                 if v["hits"] >= self._min_hits(c, short) and v["per_kchar"] >= self._thr[c][1]]
         if fired:
             cat, v = max(fired, key=lambda cv: cv[1]["per_kchar"])
             return self.reject(record, f"blacklist:{cat}", v["per_kchar"], self._thr[cat][1], hits=v["hits"],

@@ -13,9 +13,12 @@ import re
 
 from ..pipeline import Stage, register
 from ..records import Record
-from ._text import CJK_RE, LATIN_RE
+from ._text import CJK_RE, LATIN_RE, count_chars
 
 _WS = re.compile(r"\s+")
+_KANA = re.compile("[\u3040-\u30ff]")
+# any letter of any script or ideograph (\w minus digits and underscore)
+_LETTER = re.compile(r"[^\W\d_]")
 # Chinese varieties lid.176 distinguishes; written text in them is still Chinese script
 ZH_ALIASES = {"zh", "wuu", "yue", "gan", "lzh"}
 
@@ -61,13 +64,14 @@ class LanguageFilter(Stage):
 
     def predict(self, text: str) -> list[tuple[str, float]]:
         """Top-3 (language, probability), or a script-based guess for short text."""
-        cjk = len(CJK_RE.findall(text[: self.max_model_chars]))
-        latin = len(LATIN_RE.findall(text[: self.max_model_chars]))
+        head = text[: self.max_model_chars]
+        cjk = count_chars(CJK_RE, head)
+        latin = count_chars(LATIN_RE, head)
         if cjk + latin < self.min_model_chars:
             if cjk + latin == 0:
                 return [("und", 0.0)]
             # CJK ideographs are overwhelmingly Chinese in our inputs; kana would make it Japanese
-            if cjk and re.search("[\u3040-\u30ff]", text):
+            if cjk and _KANA.search(text):
                 return [("ja", 1.0)]
             share = cjk / (cjk + latin)
             return sorted([("zh", round(share, 4)), ("en", round(1 - share, 4))], key=lambda x: -x[1])
@@ -92,6 +96,11 @@ class LanguageFilter(Stage):
 
     def process(self, record: Record) -> Record:
         text = record.full_text() if record.kind == "text" else "\n".join(t for _, t in record.segments())
+        if not _LETTER.search(text):
+            # nothing to identify: saying "wrong_language" about an empty page would mislead
+            reason = "empty" if not text.strip() else "too_short"
+            record.signals()["lang"] = {"label": "und", "top": [["und", 0.0]]}
+            return self.reject(record, reason, 0, 1, letters=0)
         top = self.predict(text)
         ok, label = self.decide(top)
         record.signals()["lang"] = {"label": label, "top": [[k, v] for k, v in top[:3]]}

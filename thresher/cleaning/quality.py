@@ -25,6 +25,7 @@ from collections import Counter
 
 from ..pipeline import Stage, register
 from ..records import Record
+from ._segment import Segmenter
 from ._text import (CJK_RANGES, CLOSERS, LATIN_RE, PUNCT_CHARS, SPECIAL_RE, TERMINAL, cjk_count, count_chars,
                     nonspace_len, uncommon_cjk_re)
 
@@ -41,18 +42,12 @@ _SCRIPT_RUNS = re.compile(f"[{CJK_RANGES}]+|[A-Za-z]+")
 _LATIN1_MOJI = re.compile("[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
                           "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]")
 _UNCOMMON = None
+_OPTION_MARK = re.compile(r"(?m)^[ \t]*[A-Za-z][.．、)）:：]")
 
 # FineWeb-2 cmn_Hani stop words (huggingface/fineweb-2 configs/cmn_Hani.yml)
 FW2_CMN_STOPWORDS = ["的", "年", "在", "月", "是", "和", "日", "了", "於", "·", "為", "有", "被", "人", "中", "为",
                      "他", "與", "後", "也", "而", "由"]
 _STOP_CHARS = re.compile("[" + "".join(FW2_CMN_STOPWORDS) + "]")
-
-
-def _jieba():
-    import jieba
-    jieba.setLogLevel(60)
-    jieba.initialize()
-    return jieba
 
 
 def _dup_stats(items: list[str]) -> tuple[int, int]:
@@ -68,24 +63,28 @@ def _dup_stats(items: list[str]) -> tuple[int, int]:
     return dups, dup_chars
 
 
-def top_ngram_chars(words: list[str], n: int) -> int:
+def top_ngram_chars(words: list[str], n: int, grams: list | None = None) -> int:
     """Characters covered by the most frequent word n-gram (count x length)."""
     if len(words) < n:
         return 0
-    grams = Counter(zip(*[words[i:] for i in range(n)]))
-    gram, cnt = grams.most_common(1)[0]
+    if grams is None:
+        grams = list(zip(*[words[i:] for i in range(n)]))
+    gram, cnt = Counter(grams).most_common(1)[0]
     if cnt < 2:
         return 0
     return cnt * (sum(len(w) for w in gram) + n - 1)
 
 
-def dup_ngram_chars(words: list[str], n: int) -> int:
+def dup_ngram_chars(words: list[str], n: int, grams: list | None = None) -> int:
     """Characters in repeated word n-grams, scanning left to right and jumping over a
     repeat (Gopher / datatrove ``find_all_duplicate`` semantics)."""
     nw = len(words)
     if nw < 2 * n:
         return 0
-    grams = list(zip(*[words[i:] for i in range(n)]))
+    if grams is None:
+        grams = list(zip(*[words[i:] for i in range(n)]))
+    if len(set(grams)) == len(grams):  # no n-gram occurs twice: skip the Python scan
+        return 0
     seen: set = set()
     rep = 0
     i = 0
@@ -99,6 +98,21 @@ def dup_ngram_chars(words: list[str], n: int) -> int:
             seen.add(g)
             i += 1
     return rep
+
+
+# word -> (is punctuation, has a letter/ideograph): jieba output repeats a small vocabulary,
+# so classifying each distinct word once per process beats a Python call per token
+_WORD_FLAGS: dict[str, tuple[bool, bool]] = {}
+_WORD_FLAGS_MAX = 500_000
+
+
+def _word_flags(w: str) -> tuple[bool, bool]:
+    f = _WORD_FLAGS.get(w)
+    if f is None:
+        if len(_WORD_FLAGS) >= _WORD_FLAGS_MAX:
+            _WORD_FLAGS.clear()
+        f = _WORD_FLAGS[w] = (_is_punct(w), _has_alpha(w))
+    return f
 
 
 @register("zh_quality_filter")
@@ -137,12 +151,12 @@ class ZhQualityFilter(Stage):
         self._need_words = any(self.params.get(k) is not None for k in (
             "min_words", "max_words", "min_avg_word_len", "max_avg_word_len", "min_alpha_word_ratio",
             "max_newline_ratio")) or bool(self.top_ngrams) or bool(self.dup_ngrams)
-        self._jieba = _jieba() if self._need_words else None
+        self._seg = Segmenter() if self._need_words else None
         self._checks = self._build_checks()
 
     # ------------------------------------------------------------------ measuring
     def words(self, text: str) -> list[str]:
-        return [w for w in self._jieba.lcut(text, HMM=False) if not w.isspace()]
+        return self._seg.lcut(text)
 
     def measure(self, text: str, doc: bool = True) -> dict:
         """All signals of one text; ``doc=False`` skips document-only signals (SFT turns)."""
@@ -173,6 +187,10 @@ class ZhQualityFilter(Stage):
         s["garbled_islands"] = self._garbled(text, cjk)
         if self._need_words:
             words = self.words(text)
+            if not doc:
+                # a dialogue turn's fill-in blanks (________) or separators (------) are one mark, not a
+                # run of repeated "words" that n-gram repetition would count
+                words = _collapse_symbol_runs(words)
             self._word_signals(s, words, text, lines)
         if doc:
             s["punct"] = len(_PUNCT_ANY.findall(text)) if n < 2000 else (1 if _PUNCT_ANY.search(text) else 0)
@@ -189,16 +207,39 @@ class ZhQualityFilter(Stage):
     def _word_signals(self, s: dict, words: list[str], text: str, lines: list[str]) -> None:
         nw = len(words)
         s["words"] = nw
-        content = [w for w in words if not _is_punct(w)]
-        s["avg_word_len"] = round(sum(map(len, content)) / len(content), 3) if content else 0.0
-        s["alpha_word_ratio"] = round(sum(1 for w in words if _has_alpha(w)) / nw, 4) if nw else 0.0
+        # one pass over the distinct words (Counter counts in C) instead of three over all tokens
+        content_n = content_len = alpha = stop = 0
+        stopset = self._stop
+        for w, c in Counter(words).items():
+            is_p, has_a = _word_flags(w)
+            if not is_p:
+                content_n += c
+                content_len += c * len(w)
+            if has_a:
+                alpha += c
+            if w in stopset:
+                stop += c
+        s["avg_word_len"] = round(content_len / content_n, 3) if content_n else 0.0
+        s["alpha_word_ratio"] = round(alpha / nw, 4) if nw else 0.0
         s["newline_ratio"] = round(text.count("\n") / nw, 4) if nw else 0.0
-        s["stopwords"] = sum(1 for w in words if w in self._stop)
+        s["stopwords"] = stop
         total = len(text) or 1
+        # no repeated bigram means no repeated n-gram of any length: every repetition signal is 0
+        bigrams = list(zip(words, words[1:]))
+        none_repeat = len(set(bigrams)) == len(bigrams)
         if self.top_ngrams:
-            s["top_ngram_frac"] = {str(k): round(min(1.0, top_ngram_chars(words, k) / total), 4) for k, _ in self.top_ngrams}
+            s["top_ngram_frac"] = {
+                str(k): 0.0 if none_repeat else round(min(1.0, top_ngram_chars(
+                    words, k, bigrams if k == 2 else None) / total), 4) for k, _ in self.top_ngrams}
         if self.dup_ngrams:
-            s["dup_ngram_frac"] = {str(k): round(min(1.0, dup_ngram_chars(words, k) / total), 4) for k, _ in self.dup_ngrams}
+            fr = {}
+            zero = none_repeat
+            for k, _ in sorted(self.dup_ngrams):
+                # a repeated (n+1)-gram contains a repeated n-gram, so once a length has none, longer ones have none
+                v = 0 if zero else dup_ngram_chars(words, k)
+                zero = zero or v == 0
+                fr[str(k)] = round(min(1.0, v / total), 4)
+            s["dup_ngram_frac"] = {str(k): fr[str(k)] for k, _ in self.dup_ngrams}
 
     @staticmethod
     def _garbled(text: str, cjk: int) -> float:
@@ -209,7 +250,8 @@ class ZhQualityFilter(Stage):
         """
         if cjk < 20 or not LATIN_RE.search(text):
             return 0.0
-        runs = _SCRIPT_RUNS.findall(text)
+        # multiple-choice option letters (A.晕轮效应 / B、…) at a line start are not garbling
+        runs = _SCRIPT_RUNS.findall(_OPTION_MARK.sub("", text) if "\n" in text else text)
         islands = 0
         for i in range(1, len(runs) - 1):
             r = runs[i]
@@ -311,6 +353,17 @@ class ZhQualityFilter(Stage):
 
 _PUNCT_SET = frozenset(PUNCT_CHARS)
 _LINE_RULES = frozenset({"line_punct_ratio", "short_lines"})
+
+
+def _collapse_symbol_runs(words: list[str]) -> list[str]:
+    out: list[str] = []
+    prev = None
+    for w in words:
+        if w == prev and _word_flags(w)[0]:
+            continue
+        out.append(w)
+        prev = w
+    return out
 
 
 def _is_punct(w: str) -> bool:

@@ -24,6 +24,9 @@ DEFAULT_REFUSALS = [
 # an answer may end with these and be complete
 _COMPLETE_END = re.compile(r"[。！？!?.…~～)）\]】」』”\"'’》>:：;；*`|\-—_=#%\d]\s*$|[\U0001F300-\U0001FAFF\u2600-\u27BF]\s*$")
 _ENDS_WORDY = re.compile(r"[\u4e00-\u9fffA-Za-z，,、]\s*$")
+_ENDS_COMMA = re.compile(r"[，,、]\s*$")
+_LIST_ITEM = re.compile(r"^(?:[-*•·]|\d{1,3}[.、)）]|[（(]\d{1,3}[)）]|[A-Za-z][.、)）])\s*")
+_INNER_PUNCT = re.compile("[，。；,;]")
 _NORM = re.compile(r"[\s\W_]+")
 
 
@@ -40,6 +43,7 @@ class SftTurnFilter(Stage):
     applies_to = ("sft", "dpo")
     defaults = {"action": "reject", "min_turn_chars": 1, "max_turn_chars": 32000, "repeat_similarity": 0.9,
                 "refusal_phrases": [], "use_default_refusals": True, "truncation_min_chars": 20,
+                "truncation_min_line_chars": 30,
                 "check": ["empty_turn", "answer_repeats_question", "refusal", "truncated_answer", "turn_too_long"]}
 
     def setup(self, ctx) -> None:
@@ -75,13 +79,21 @@ class SftTurnFilter(Stage):
         return None
 
     @staticmethod
-    def truncated(answer: str, min_chars: int) -> bool:
+    def truncated(answer: str, min_chars: int, min_line_chars: int = 30) -> bool:
         a = answer.rstrip()
         if len(a) < min_chars:  # short answers ("好的") are complete by convention
             return False
         if a.count("```") % 2:  # an unclosed code fence
             return True
-        return not _COMPLETE_END.search(a) and bool(_ENDS_WORDY.search(a))
+        if _ENDS_COMMA.search(a):  # stopped right after a comma: cut mid-sentence
+            return True
+        if _COMPLETE_END.search(a) or not _ENDS_WORDY.search(a):
+            return False
+        # ends in a letter/ideograph.  A short last line is a label, list item or answer key
+        # (4. 呆在房间里 / 输出：True / 正确选项是B); a long prose line with inner punctuation
+        # but no end mark was cut off (…其中最著名的一段是)
+        last = a.rsplit("\n", 1)[-1].strip()
+        return len(last) >= min_line_chars and not _LIST_ITEM.match(last) and bool(_INNER_PUNCT.search(last))
 
     def similarity(self, q: str, a: str) -> float:
         nq, na = _norm(q), _norm(a)
@@ -119,7 +131,7 @@ class SftTurnFilter(Stage):
                 p = self.refusal(a)
                 if p:
                     flags.append(("refusal", p))
-            if "truncated_answer" in on and self.truncated(a, self.truncation_min_chars):
+            if "truncated_answer" in on and self.truncated(a, self.truncation_min_chars, self.truncation_min_line_chars):
                 flags.append(("truncated_answer", a.rstrip()[-10:]))
         sig = {"turns": len(lens), "min_turn_chars": min(lens) if lens else 0, "max_turn_chars": max(lens) if lens else 0,
                "max_qa_similarity": round(max(sims), 3) if sims else 0.0, "flags": sorted({f for f, _ in flags})}
