@@ -146,7 +146,7 @@ class _StageStats:
         alive, dead = [], []
         for r in out:
             (dead if r.is_rejected and not before.get(id(r), False) else alive).append(r)
-        s = self.by_stage.setdefault(st.label, {"in": 0, "rejected": 0, "reasons": Counter(), "counts": Counter()})
+        s = self.stage(st.label)
         s["in"] += len(batch)
         s["rejected"] += len(dead)
         s["counts"].update(st.stats)
@@ -157,6 +157,9 @@ class _StageStats:
             if len(bucket) < SAMPLES_PER_REASON_PER_SHARD:
                 bucket.append(r.to_json())
         return alive, dead
+
+    def stage(self, label: str) -> dict:
+        return self.by_stage.setdefault(label, {"in": 0, "rejected": 0, "reasons": Counter(), "counts": Counter()})
 
     def to_json(self) -> dict:
         return {k: {"in": v["in"], "rejected": v["rejected"], "reasons": dict(v["reasons"]),
@@ -188,33 +191,6 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
     q_writer = ShardWriter(q_path, "jsonl.zst") if seg_index == 0 else contextlib.nullcontext(_NoQuarantine())
     with ShardWriter(rej_path, rej_fmt) as rej_w, q_writer as q_w:
         batch: list[Record] = []
-
-        def flush() -> None:
-            nonlocal n_rejected
-            alive = []
-            read = stats.by_stage.setdefault("read", {"in": 0, "rejected": 0, "reasons": Counter(),
-                                                     "counts": Counter()})
-            read["in"] += len(batch) if seg_index == 0 else 0
-            for r in batch:  # rejected at read time (empty content)
-                if r.is_rejected:
-                    stats.by_stage["read"]["rejected"] += 1
-                    stats.by_stage["read"]["reasons"][r.meta["reject"]["reason"]] += 1
-                    rej_w.write_record(r)
-                    n_rejected += 1
-                else:
-                    alive.append(r)
-            for st in chain:
-                if not alive:
-                    break
-                alive, dead = stats.run(st, alive)
-                for r in dead:
-                    rej_w.write_record(r)
-                n_rejected += len(dead)
-            kept.extend(alive)
-            if progress is not None:
-                progress(seg_index, shard, len(batch))
-            batch.clear()
-
         for item in _input_items(plan, seg_index, shard):
             n_in += 1
             if isinstance(item, Quarantined):
@@ -222,8 +198,13 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
                 continue
             batch.append(item)
             if len(batch) >= batch_size:
-                flush()
-        flush()
+                n_rejected += _run_batch(batch, chain, stats, rej_w, kept, count_read=seg_index == 0)
+                if progress is not None:
+                    progress(seg_index, shard, len(batch))
+                batch = []
+        n_rejected += _run_batch(batch, chain, stats, rej_w, kept, count_read=seg_index == 0)
+        if progress is not None:
+            progress(seg_index, shard, len(batch))
     n_quarantined = q_w.records
     if seg.collect_global is not None:
         gstage = stages[seg.collect_global]
@@ -242,6 +223,32 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
                            f"{n_rejected} rejected + {n_quarantined} quarantined")
     atomic_write_json(marker, result)
     return result
+
+
+def _run_batch(batch: list[Record], chain: list[Stage], stats: _StageStats, rej_w: ShardWriter,
+               kept: list[Record], count_read: bool) -> int:
+    """Send a batch through the chain; rejected records go to ``rej_w``, survivors to
+    ``kept``.  Returns the number rejected."""
+    read = stats.stage("read")
+    read["in"] += len(batch) if count_read else 0
+    alive, n_rejected = [], 0
+    for r in batch:  # rejected before any stage: empty content, or read back already rejected
+        if r.is_rejected:
+            read["rejected"] += 1
+            read["reasons"][r.meta["reject"]["reason"]] += 1
+            rej_w.write_record(r)
+            n_rejected += 1
+        else:
+            alive.append(r)
+    for st in chain:
+        if not alive:
+            break
+        alive, dead = stats.run(st, alive)
+        for r in dead:
+            rej_w.write_record(r)
+        n_rejected += len(dead)
+    kept.extend(alive)
+    return n_rejected
 
 
 class _NoQuarantine:
