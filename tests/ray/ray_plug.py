@@ -16,27 +16,30 @@ from thresher.pipeline import GlobalStage, Stage, register
 PARTITIONS = 4
 
 
+def hold_once(stage) -> None:
+    """Test hook (``hold_dir``): the first batch a worker process runs records its pid and
+    waits until the test has killed one of the holders (it then writes ``killed``)."""
+    if not stage.hold_dir or getattr(stage, "_held", False):
+        return
+    stage._held = True
+    with open(os.path.join(stage.hold_dir, f"{os.getpid()}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.time() + 30
+    while not os.path.exists(os.path.join(stage.hold_dir, "killed")) and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def _digest(text: str) -> str:
     return hashlib.sha1(" ".join(text.split()).encode()).hexdigest()
 
 
 @register("rt_len")
 class RtLen(Stage):
-    """Rejects short records.  ``hold_dir`` makes the first batch of every worker
-    process record its pid and wait until the test has killed one (``killed`` file)."""
+    """Rejects short records; ``sleep_ms`` per record makes a run slow enough to kill."""
     defaults = {"min_chars": 30, "sleep_ms": 0, "hold_dir": ""}
 
-    def setup(self, ctx):
-        self._held = False
-
     def process_batch(self, records):
-        if self.hold_dir and not self._held:
-            self._held = True
-            with open(os.path.join(self.hold_dir, f"{os.getpid()}.pid"), "w") as f:
-                f.write(str(os.getpid()))
-            deadline = time.time() + 20
-            while not os.path.exists(os.path.join(self.hold_dir, "killed")) and time.time() < deadline:
-                time.sleep(0.05)
+        hold_once(self)
         if self.sleep_ms:
             time.sleep(self.sleep_ms / 1000 * len(records))
         return super().process_batch(records)
@@ -105,7 +108,11 @@ class RtModel(Stage):
     """Stands in for an embedding / IFD scorer: a per-process "model" built in setup,
     run on an actor pool because the class says it is model-backed."""
     ray_actor = True
-    defaults = {"num_cpus": 1, "num_gpus": 0}
+    defaults = {"num_cpus": 1, "num_gpus": 0, "hold_dir": ""}
+
+    def process_batch(self, records):
+        hold_once(self)
+        return super().process_batch(records)
 
     def setup(self, ctx):
         self.salt = hashlib.sha1(b"model-weights").digest()  # the "weights", loaded once per actor

@@ -6,7 +6,7 @@ model-backed stage, sized by the stage's ``num_gpus`` / ``num_cpus``); a reduce 
 on the driver and its ``ctx.pmap`` fan-out becomes Ray tasks.  Tasks exchange file
 paths and small stats dicts, never records: shards, artifacts and state live on a
 filesystem every node mounts, so the object store only carries the plan (once) and
-per-shard results (a few KB).
+per-shard results (~20 KB).
 
 Fault tolerance is layered:
 
@@ -26,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
+from collections import deque
 
 import ray
 
@@ -89,9 +91,6 @@ class _ShardActor:
     def run(self, key: str, box: list, seg: int, shard: int, sink) -> dict:
         return _run_shard(key, box, seg, shard, sink)
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 _FN_CACHE: dict = {}
 
@@ -137,16 +136,32 @@ class _ProgressSink:
 RESOURCE_KEYS = ("num_cpus", "num_gpus")
 
 
+def _requested(params: dict) -> dict:
+    """num_cpus / num_gpus > 0 in a stage's parameters, or one level down in a nested
+    mapping (``semantic_dedup: {embedder: {num_gpus: 1}}``); the largest wins."""
+    found: dict = {}
+    for scope in [params, *(v for v in params.values() if isinstance(v, dict))]:
+        for k in RESOURCE_KEYS:
+            v = scope.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                found[k] = max(found.get(k, 0), v)
+    return found
+
+
 def stage_resources(stage) -> dict | None:
     """Per-actor resources a model-backed stage asks for, or None for a plain CPU stage.
 
-    A stage is model-backed when its class sets ``ray_actor = True`` or its recipe
-    parameters ask for GPUs (``num_gpus > 0``); ``num_cpus`` / ``num_gpus`` parameters
-    (or a ``ray_resources`` class dict) size each actor.
+    A stage is model-backed when its class sets ``ray_actor = True`` or a
+    ``ray_resources`` dict, or its recipe parameters ask for GPUs (``num_gpus > 0``,
+    possibly inside a nested mapping such as ``embedder``, or ``device: cuda...``).  ``num_cpus`` / ``num_gpus``
+    parameters size each actor.  A CPU-only model needs no pool: Ray reuses worker
+    processes, and tasks.py keeps set-up stages per process, so it loads once per worker.
     """
     params = getattr(stage, "params", {}) or {}
+    wants = _requested(params)
+    if str(params.get("device") or "").startswith("cuda") and "num_gpus" not in wants:
+        wants["num_gpus"] = 1  # an LM scorer on `device: cuda` needs a GPU on whichever node runs it
     explicit = dict(getattr(stage, "ray_resources", None) or {})
-    wants = {k: params[k] for k in RESOURCE_KEYS if isinstance(params.get(k), (int, float)) and params[k] > 0}
     if not (getattr(stage, "ray_actor", False) or explicit or wants.get("num_gpus")):
         return None
     res = {"num_cpus": 1, "num_gpus": 0}
@@ -201,9 +216,10 @@ class RayExecutor:
                           len([n for n in ray.nodes() if n.get("Alive")]))
 
     def _plan_args(self, plan: Plan) -> tuple[str, list]:
-        key = plan.fingerprint()
-        if key != self._plan_key:
-            self._plan_key, self._plan_box, self._plan = key, [ray.put(plan)], plan
+        # the fingerprint leaves out output.dir (a run may move), so it cannot name the
+        # plan in a worker's cache: two runs of one recipe into two dirs share it
+        if plan is not self._plan or self._plan_box is None:
+            self._plan_key, self._plan_box, self._plan = uuid.uuid4().hex, [ray.put(plan)], plan
         return self._plan_key, self._plan_box
 
     def _progress_sink(self):
@@ -214,9 +230,13 @@ class RayExecutor:
     def _slots(self, per_task: dict) -> int:
         """How many of these tasks/actors the cluster can run at once."""
         res = ray.cluster_resources()
-        fits = [int(res.get(name, 0) // per_task[k]) for k, name in (("num_cpus", "CPU"), ("num_gpus", "GPU"))
-                if per_task.get(k)]
-        return max(min(fits) if fits else 1, 1)
+        fits = {name: int(res.get(name, 0) // per_task[k]) for k, name in (("num_cpus", "CPU"), ("num_gpus", "GPU"))
+                if per_task.get(k)}
+        short = [name for name, n in fits.items() if n == 0]
+        if short:  # Ray would queue the actors forever
+            raise RuntimeError(f"a stage asks for {per_task} per worker but the Ray cluster has "
+                               f"{ {n: res.get(n, 0) for n in short} }; add nodes or lower num_gpus/num_cpus")
+        return max(min(fits.values()) if fits else 1, 1)
 
     # executor interface -------------------------------------------------------
     def map_shards(self, plan: Plan, seg: int, shards: list[int], progress) -> list[dict]:
@@ -242,10 +262,10 @@ class RayExecutor:
         window = 2 * self._slots({"num_cpus": 1}) + 2  # bounded in-flight refs; Ray keeps every slot busy
         task = _map_task.options(num_cpus=1, max_retries=self.max_retries, retry_exceptions=False)
         self.segment_modes[seg] = "tasks"
-        queue = list(todo)
+        queue = deque(todo)
 
         def submit():
-            s = queue.pop(0)
+            s = queue.popleft()
             return task.remote(key, box, seg, s, sink), s
 
         pending = dict(submit() for _ in range(min(window, len(queue))))
@@ -262,11 +282,11 @@ class RayExecutor:
         actors = [_ShardActor.options(**opts).remote() for _ in range(size)]
         self.segment_modes[seg] = f"actors:{size}"
         get_logger().info("segment %d: actor pool of %d (%s)", seg, size, resources)
-        queue = list(todo)
+        queue = deque(todo)
         owner: dict = {}
 
         def submit(actor):
-            s = queue.pop(0)
+            s = queue.popleft()
             ref = actor.run.remote(key, box, seg, s, sink)
             owner[ref] = actor
             return ref, s
