@@ -3,7 +3,7 @@ import json
 
 import pyarrow.parquet as pq
 
-from conftest import run_cli, write_recipe
+from foundation_util import run_cli, write_recipe
 from thresher.io.readers import iter_records
 
 

@@ -1,7 +1,7 @@
 """Recipe validation: errors name the bad key."""
 import pytest
 
-from conftest import PLUGIN
+from foundation_util import PLUGIN
 from thresher.config import load_recipe, parse_size, validate
 from thresher.pipeline import ConfigError
 

@@ -6,12 +6,15 @@ import time
 
 import pytest
 
-from conftest import REPO, write_recipe
+from foundation_util import REPO, write_recipe
 
 
 def _group_members(pgid):
-    out = subprocess.run(["ps", "-e", "-o", "pid=,pgid="], capture_output=True, text=True).stdout
-    return [int(p) for p, g in (line.split() for line in out.splitlines()) if int(g) == pgid]
+    """Live processes of the group (zombies are gone already; a container's PID 1 may
+    simply not reap them)."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,pgid=,stat="], capture_output=True, text=True).stdout
+    return [int(p) for p, g, st in (line.split() for line in out.splitlines())
+            if int(g) == pgid and not st.startswith("Z")]
 
 
 @pytest.mark.slow

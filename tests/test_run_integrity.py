@@ -12,7 +12,7 @@ import orjson
 import pytest
 import zstandard
 
-from conftest import REPO, run_cli, thresher_cmd, write_recipe
+from foundation_util import REPO, run_cli, thresher_cmd, write_recipe
 from thresher.inspect import iter_sink
 
 

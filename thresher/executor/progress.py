@@ -43,8 +43,8 @@ class Progress:
             self.kept += result["kept"]
             self.rejected += result["rejected"]
             self.quarantined += result["quarantined"]
-            if resumed:
-                self.records += result["in"]
+            if resumed:  # live shards advance by records read, quarantine not included
+                self.records += result["in"] - result["quarantined"]
             for label, s in result["stages"].items():
                 self.stage_rejects[label] = self.stage_rejects.get(label, 0) + s["rejected"]
         self.maybe_render()

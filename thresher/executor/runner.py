@@ -10,7 +10,7 @@ from collections import Counter
 import orjson
 
 from ..io.readers import plan_shards
-from ..io.writers import atomic_write_json, write_manifest
+from ..io.writers import atomic_write_bytes, atomic_write_json, write_manifest
 from ..log import get_logger
 from ..pipeline import ConfigError
 from .progress import Progress
@@ -177,17 +177,22 @@ def _merge_stage_stats(seg_results: list[list[dict]]) -> dict:
 
 
 def _write_samples(plan: Plan, seg_results: list[list[dict]], per_reason: int) -> None:
-    samples: dict[str, list] = {}
+    """Merge the per-shard rejected samples into ``stats/rejected_samples.jsonl``
+    (at most ``per_reason`` per reason, in shard order)."""
+    samples: dict[str, list[bytes]] = {}
     for seg in seg_results:
         for r in seg:
-            for reason, recs in r["samples"].items():
-                bucket = samples.setdefault(reason, [])
-                bucket.extend(recs[: max(per_reason - len(bucket), 0)])
-    lines = b"".join(orjson.dumps({"reason": k, "record": rec}) + b"\n"
-                     for k in sorted(samples) for rec in samples[k])
-    os.makedirs(plan.path("stats"), exist_ok=True)
-    from ..io.writers import atomic_write_bytes
-    atomic_write_bytes(plan.path("stats", "rejected_samples.jsonl"), lines)
+            path = plan.samples_file(r["segment"], r["shard"])
+            if not os.path.exists(path):
+                continue
+            with open(path, "rb") as f:
+                for line in f:
+                    reason = orjson.loads(line)["reason"]
+                    bucket = samples.setdefault(reason, [])
+                    if len(bucket) < per_reason:
+                        bucket.append(line)
+    atomic_write_bytes(plan.path("stats", "rejected_samples.jsonl"),
+                       b"".join(line for k in sorted(samples) for line in samples[k]))
 
 
 def render_summary(manifest: dict, seconds: float) -> str:

@@ -23,7 +23,7 @@ import orjson
 
 from ..config import build_stages
 from ..io.readers import Quarantined, ShardSpec, read_own_shard, read_shard
-from ..io.writers import EXT, ShardWriter, atomic_write_json
+from ..io.writers import EXT, ShardWriter, atomic_write_bytes, atomic_write_json
 from ..pipeline import GlobalStage, Stage, StageContext
 from ..records import Record
 
@@ -88,6 +88,9 @@ class Plan:
             parts = ("kept",) + ((group,) if group else ())
             return self.path(*parts, f"shard-{shard:05d}{EXT[fmt]}")
         return self.path("work", f"seg-{seg}", f"shard-{shard:05d}.jsonl.zst")
+
+    def samples_file(self, seg: int, shard: int) -> str:
+        return self.path("stats", "samples", f"seg-{seg}-shard-{shard:05d}.jsonl")
 
     def global_dir(self, stage_index: int) -> str:
         entry = self.recipe["stages"][stage_index]
@@ -216,11 +219,14 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
         "outputs": {"kept": outputs, "rejected": [{"path": rej_path, "records": rej_w.records,
                                                    "tokens": rej_w.tokens}],
                     "quarantine": [{"path": q_path, "records": n_quarantined, "tokens": 0}] if seg_index == 0 else []},
-        "samples": {k: [orjson.loads(x) for x in v] for k, v in stats.samples.items()},
     }
     if n_in != len(kept) + n_rejected + n_quarantined:
         raise RuntimeError(f"segment {seg_index} shard {shard}: {n_in} in != {len(kept)} kept + "
                            f"{n_rejected} rejected + {n_quarantined} quarantined")
+    # samples go to a file, not the result: results stay small however many shards a run has
+    atomic_write_bytes(plan.samples_file(seg_index, shard),
+                       b"".join(orjson.dumps({"reason": k, "record": orjson.Fragment(x)}) + b"\n"
+                                for k in sorted(stats.samples) for x in stats.samples[k]))
     atomic_write_json(marker, result)
     return result
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 from typing import Iterable
 
 import orjson
@@ -30,9 +31,15 @@ def estimate_tokens(text: str) -> int:
     return int(wide * 0.7 + (n_chars - wide) / 4) + 1
 
 
+def tmp_name(path: str) -> str:
+    """A temp name beside ``path`` that no other process, on any node of a shared
+    filesystem, uses at the same time."""
+    return f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = tmp_name(path)
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -55,7 +62,7 @@ class ShardWriter:
     def __init__(self, path: str, fmt: str = "jsonl.zst"):
         self.path = path
         self.fmt = fmt
-        self.tmp = f"{path}.tmp-{os.getpid()}"
+        self.tmp = tmp_name(path)
         self.lines: list[bytes] = []
         self.rows: list[dict] = []
         self.records = 0

@@ -85,6 +85,7 @@ class CausalLMScorer:
 
 
 class _LMStage(Stage):
+    ray_actor = True  # holds a model: the Ray executor runs it on an actor pool
     defaults = {"model_path": "", "device": "cpu", "batch_size": 8, "max_length": 512, "threads": 0,
                 "score_name": ""}
 
