@@ -56,11 +56,12 @@ def _extend_vocab_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    # the deepspeed launcher puts --local_rank=N *before* the subcommand
+    argv = _strip_local_rank(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(f"usage: thresher train {{{','.join(COMMANDS)}}} [options]\n\n{__doc__}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    cmd, rest = argv[0], _strip_local_rank(argv[1:])
+    cmd, rest = argv[0], argv[1:]
     if cmd == "extend-vocab":
         a = _extend_vocab_parser().parse_args(rest)
         from thresher.training.vocab import extend_vocab

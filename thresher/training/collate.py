@@ -125,10 +125,13 @@ def collate_packed(rows: list[list[dict]], pad_id: int, max_length: int | None =
             "attention_mask": (seg > 0).long()}
 
 
-def packed_4d_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, 1, L, L) additive mask: causal within a sample, blocked across samples and pad.
+def packed_4d_mask(segment_ids: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """(B, 1, L, L) mask: causal within a sample, blocked across samples and pad.
 
-    Pad query rows may attend to themselves only, so no softmax row is empty (NaN-free).
+    ``dtype=None`` gives a boolean mask (True = may attend; what SDPA takes in any
+    autocast dtype), otherwise an additive float mask (0 / dtype min; what the eager
+    path adds to the scores).  Pad query rows attend to themselves only, so no
+    softmax row is empty (NaN-free).
     """
     B, L = segment_ids.shape
     same = segment_ids[:, :, None] == segment_ids[:, None, :]
@@ -136,6 +139,8 @@ def packed_4d_mask(segment_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
     real = (segment_ids > 0)[:, None, :]
     allowed = same & causal & real
     allowed |= torch.eye(L, dtype=torch.bool, device=segment_ids.device)
+    if dtype is None:
+        return allowed[:, None]
     mask = torch.zeros(B, 1, L, L, dtype=dtype, device=segment_ids.device)
     return mask.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
 

@@ -80,6 +80,12 @@ def get_dotted(cfg: dict, key: str, default: Any = None) -> Any:
 
 
 def parse_value(text: str) -> Any:
+    # YAML 1.1 reads "2e-5" as a string; numbers first, then YAML for the rest
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

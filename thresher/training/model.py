@@ -72,8 +72,13 @@ def stop_token_ids(tok, template: ChatTemplate) -> list[int]:
     return ids
 
 
+def embedding_rows(model) -> int:
+    w = model.get_input_embeddings().weight
+    return int(w.ds_shape[0]) if hasattr(w, "ds_shape") else int(w.shape[0])   # ZeRO-3 partitioned: shape is empty
+
+
 def check_embeddings(model, tok) -> None:
-    rows = model.get_input_embeddings().weight.shape[0]
+    rows = embedding_rows(model)
     max_id = len(tok) - 1
     if max_id >= rows:
         raise ValueError(f"largest token id {max_id} >= embedding rows {rows}: resize the embeddings")
@@ -95,6 +100,10 @@ def load_model(cfg: dict, tok, path: str | None = None):
     if cfg.get("attn_implementation"):
         kwargs["attn_implementation"] = cfg["attn_implementation"]
     dtype = torch_dtype(cfg)
+    if not cfg.get("deepspeed") and mode != "qlora" and (cfg.get("bf16") or cfg.get("fp16")):
+        # plain torch loop: fp32 master weights + autocast (see Trainer.autocast); DeepSpeed keeps
+        # its own fp32 master copy, so there the weights themselves are 16-bit
+        dtype = torch.float32
     if mode == "qlora":
         if not torch.cuda.is_available():
             raise RuntimeError("tuning=qlora needs a CUDA GPU and bitsandbytes (4-bit kernels are GPU-only); "
@@ -105,10 +114,10 @@ def load_model(cfg: dict, tok, path: str | None = None):
             bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     resized = False
-    rows = model.get_input_embeddings().weight.shape[0]
+    rows = embedding_rows(model)
     if len(tok) > rows:
         model.resize_token_embeddings(len(tok), pad_to_multiple_of=cfg.get("pad_vocab_to_multiple_of"))
-        log.info("resized embeddings %d -> %d rows", rows, model.get_input_embeddings().weight.shape[0])
+        log.info("resized embeddings %d -> %d rows", rows, embedding_rows(model))
         resized = True
     check_embeddings(model, tok)
     model.config.pad_token_id = tok.pad_token_id
@@ -144,8 +153,9 @@ def apply_lora(model, cfg: dict, train_embeddings: bool = False):
     model = get_peft_model(model, conf)
     if cfg.get("gradient_checkpointing"):
         model.enable_input_require_grads()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    numel = lambda p: getattr(p, "ds_numel", p.numel())   # ZeRO-3 partitioned params report 0 locally
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
     log.info("LoRA: %d / %d parameters trainable (%.2f%%), modules_to_save=%s", trainable, total,
              100 * trainable / max(1, total), modules_to_save)
     return model

@@ -84,14 +84,15 @@ def run(cfg: dict, objective: str, train_records=None, val_records: dict | None 
     if not train:
         raise ValueError(f"no trainable {objective} samples after encoding: {train_stats}")
 
-    model = load_model(cfg, tok)
+    trainer_ref = None
     if objective == "dpo" and cfg.get("dpo", {}).get("reference") == "model":
+        # loaded before any zero.Init context: the frozen reference stays a plain, whole module
         trainer_ref = load_model({**cfg, "tuning": "full", "gradient_checkpointing": False}, tok,
                                  path=cfg["dpo"].get("ref_model") or cfg["model_name"])
         trainer_ref.eval().requires_grad_(False)
-    else:
-        trainer_ref = None
-    trainer = Trainer(cfg, model, tok, objective=objective)
+    trainer = Trainer(cfg, None, tok, objective=objective)
+    trainer.zero3_ctx = zero3_init_context(cfg)   # HF holds it by weak reference: keep it alive while training
+    trainer.model = model = load_model(cfg, tok)
     if trainer_ref is not None:
         trainer.ref_model = trainer_ref.to(trainer.device)
     summary = trainer.train(train, val)
@@ -102,12 +103,36 @@ def run(cfg: dict, objective: str, train_records=None, val_records: dict | None 
     gens = cfg.get("eval", {}).get("generation_prompts") or []
     if gens and D.is_main():
         summary["generations"] = generate(model_dir, gens, cfg)
+        stopped = sum(g["stopped_at_eos"] for g in summary["generations"])
+        summary["generation_stop_rate"] = stopped / len(gens)
+        if stopped < len(gens):
+            log.warning("%d of %d generation prompts ran to max_new_tokens without a stop token",
+                        len(gens) - stopped, len(gens))
     D.barrier()
     if D.is_main():
         with open(out / "summary.json", "w", encoding="utf-8") as f:
             json.dump({k: v for k, v in summary.items() if k != "history"}, f, ensure_ascii=False, indent=1)
     del trainer, model
     return summary
+
+
+def zero3_init_context(cfg: dict):
+    """Under ZeRO-3, let ``from_pretrained`` partition weights while loading (zero.Init).
+
+    Without this every rank first materialises the whole model in host RAM (a 7B
+    model in bf16 is 14 GB per rank).  Returns the HfDeepSpeedConfig that must stay
+    referenced until training ends, or None.
+    """
+    if not cfg.get("deepspeed") or not cfg.get("zero3_init", True):
+        return None
+    from transformers import AutoConfig
+    from thresher.training.distributed import fill_ds_config
+    mc = AutoConfig.from_pretrained(cfg["model_name"], trust_remote_code=bool(cfg.get("trust_remote_code", False)))
+    ds = fill_ds_config(cfg["deepspeed"], cfg, D.world_size(), getattr(mc, "hidden_size", None))
+    if ds.get("zero_optimization", {}).get("stage") != 3:
+        return None
+    from transformers.integrations import HfDeepSpeedConfig
+    return HfDeepSpeedConfig(ds)
 
 
 @torch.no_grad()

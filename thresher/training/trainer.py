@@ -59,9 +59,18 @@ class Trainer:
         self.global_step = 0
         self.metrics_path = self.out / "metrics.jsonl"
         self.ref_model = None
+        self.scaler = None   # GradScaler for plain-loop fp16 on CUDA
+        self.zero3_ctx = None  # HfDeepSpeedConfig kept alive while training under ZeRO-3
         self.device = torch.device(f"cuda:{D.local_rank()}" if torch.cuda.is_available() else "cpu")
         self.packing = bool(cfg.get("packing")) and objective == "sft"
         self.packing_attention = cfg.get("packing_attention", "mask4d")  # or "position_ids" (flash-attn varlen)
+        if self.packing and self.packing_attention == "position_ids" and \
+                cfg.get("attn_implementation") != "flash_attention_2":
+            # measured: with SDPA/eager and no mask, packed samples attend to each other
+            raise ValueError("packing_attention=position_ids needs attn_implementation=flash_attention_2; "
+                             "use packing_attention=mask4d with eager/sdpa")
+        if self.packing_attention not in ("mask4d", "position_ids"):
+            raise ValueError(f"packing_attention must be mask4d or position_ids, not {self.packing_attention!r}")
 
     # ------------------------------------------------------------------ setup
     @property
@@ -92,6 +101,8 @@ class Trainer:
             if self.world > 1:
                 self.model = torch.nn.parallel.DistributedDataParallel(self.model)
             self.optimizer = self._torch_optimizer(params)
+            if cfg.get("fp16") and self.device.type == "cuda":
+                self.scaler = torch.amp.GradScaler("cuda")
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, lr_lambda(cfg.get("lr_scheduler", "cosine"), warmup, total_steps))
 
@@ -106,30 +117,44 @@ class Trainer:
                                  eps=float(cfg.get("adam_epsilon", 1e-8)))
 
     # ------------------------------------------------------------------ batches
-    def make_batches(self, samples: list[dict], batch_size: int, epoch: int, shuffle: bool = True) -> list[dict]:
-        """Collated micro-batches of this rank for one epoch (identical plan on every rank)."""
+    def plan_epoch(self, samples: list[dict], batch_size: int, epoch: int, shuffle: bool = True) -> list:
+        """This rank's micro-batches for one epoch as index lists (identical plan on every rank).
+
+        Padded mode: a batch is a list of sample indices.  Packed mode: a batch is a
+        list of rows, each a list of sample indices.  Planning is cheap; tensors are
+        only built when a batch is consumed (``collate``), so memory stays flat.
+        """
         seed = int(self.cfg.get("seed", 42))
-        pad = self.tok.pad_token_id
         if self.objective == "dpo":
             lengths = [len(s["prompt_ids"]) + max(len(s["chosen_ids"]), len(s["rejected_ids"])) for s in samples]
         else:
             lengths = [len(s["input_ids"]) for s in samples]
+        curriculum = bool((self.cfg.get("curriculum") or {}).get("enabled"))
         if self.packing:
             import random
             order = list(range(len(samples)))
-            if shuffle and not self.cfg.get("curriculum", {}).get("enabled"):
+            if shuffle and not curriculum:
                 random.Random(seed * 7919 + epoch).shuffle(order)
             rows = pack(lengths, int(self.cfg["max_length"]), order)
             plan = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
-            plan = shard_batches(plan, self.rank, self.world)
-            return [collate_packed([[samples[i] for i in row] for row in b], pad) for b in plan]
-        group = bool(self.cfg.get("group_by_length", True))
-        if self.cfg.get("curriculum", {}).get("enabled"):
+            return shard_batches(plan, self.rank, self.world)
+        if curriculum:
             shuffle = False   # data arrive in curriculum order; keep it
-        plan = plan_batches(lengths, batch_size, seed, epoch, group_by_length=group and shuffle, shuffle=shuffle)
-        plan = shard_batches(plan, self.rank, self.world)
+        group = bool(self.cfg.get("group_by_length", True)) and shuffle
+        plan = plan_batches(lengths, batch_size, seed, epoch, group_by_length=group, shuffle=shuffle)
+        return shard_batches(plan, self.rank, self.world)
+
+    def collate(self, samples: list[dict], item: list) -> dict:
+        pad = self.tok.pad_token_id
+        if self.packing:
+            return collate_packed([[samples[i] for i in row] for row in item], pad)
         coll = collate_dpo if self.objective == "dpo" else collate_sft
-        return [coll([samples[i] for i in b], pad) for b in plan]
+        return coll([samples[i] for i in item], pad)
+
+    def make_batches(self, samples: list[dict], batch_size: int, epoch: int, shuffle: bool = True):
+        """Collated micro-batches of this rank for one epoch (lazy)."""
+        for item in self.plan_epoch(samples, batch_size, epoch, shuffle):
+            yield self.collate(samples, item)
 
     # ------------------------------------------------------------------ forward
     def forward_logits(self, batch: dict, model=None) -> torch.Tensor:
@@ -138,13 +163,29 @@ class Trainer:
         if "segment_ids" in batch:
             kw["position_ids"] = batch["position_ids"].to(self.device)
             if self.packing_attention == "mask4d":
-                dtype = next(self.module.parameters()).dtype
-                if dtype not in (torch.float16, torch.bfloat16, torch.float32):
-                    dtype = torch.float32
+                impl = getattr(getattr(self.module, "config", None), "_attn_implementation", "sdpa")
+                dtype = None   # boolean for SDPA: valid whatever dtype autocast picks
+                if impl == "eager":
+                    dtype = next(self.module.parameters()).dtype
+                    if self.cfg.get("bf16") or self.cfg.get("fp16"):
+                        dtype = torch.bfloat16 if self.cfg.get("bf16") else torch.float16
+                    if dtype not in (torch.float16, torch.bfloat16, torch.float32):
+                        dtype = torch.float32
                 kw["attention_mask"] = packed_4d_mask(batch["segment_ids"].to(self.device), dtype)
         else:
             kw["attention_mask"] = batch["attention_mask"].to(self.device)
-        return model(**kw, use_cache=False).logits
+        with self.autocast():
+            return model(**kw, use_cache=False).logits
+
+    def autocast(self):
+        """Mixed precision for the plain loop (DeepSpeed handles bf16/fp16 itself)."""
+        import contextlib
+        if self.engine is not None or not (self.cfg.get("bf16") or self.cfg.get("fp16")):
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.get("bf16") else torch.float16
+        if dtype == torch.float16 and self.device.type != "cuda":
+            raise RuntimeError("fp16 without DeepSpeed needs a CUDA GPU (loss scaling); use bf16 on CPU")
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def sft_loss(self, batch: dict, model=None):
         logits = self.forward_logits(batch, model)
@@ -206,12 +247,21 @@ class Trainer:
             self.engine.backward(loss)
             self.engine.step()
             return boundary
-        (loss / ga).backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss / ga).backward()
+        else:
+            (loss / ga).backward()
         if (micro + 1) % ga:
             return False
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
                                        float(self.cfg.get("max_grad_norm", 1.0)))
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return True
@@ -327,7 +377,7 @@ class Trainer:
         bs = int(cfg.get("per_device_train_batch_size", 1))
         ga = int(cfg.get("gradient_accumulation_steps", 1))
         epochs = int(cfg.get("num_train_epochs", 1))
-        n_micro = len(self.make_batches(train_samples, bs, 0))
+        n_micro = len(self.plan_epoch(train_samples, bs, 0))
         steps_per_epoch = max(1, n_micro // ga)
         total = int(cfg.get("max_steps") or steps_per_epoch * epochs)
         self.setup_optimization(total)
@@ -349,43 +399,52 @@ class Trainer:
         done = self.global_step >= total
         epoch = int(state["epoch"])
         skip = int(state["micro_in_epoch"])
+        pos = (epoch, skip)            # where a resume would continue
+        first_step = self.global_step + 1   # always log the first step of a (re)start
+        win_real = win_cells = 0
         while not done:
             if not cfg.get("max_steps") and epoch >= epochs:
                 break
-            batches = self.make_batches(train_samples, bs, epoch)
-            if not batches:
+            plan = self.plan_epoch(train_samples, bs, epoch)
+            if not plan:
                 raise ValueError(f"rank {self.rank}: no training batches ({len(train_samples)} samples, "
                                  f"batch {bs}, world {self.world})")
-            for micro, batch in enumerate(batches):
+            for micro, item in enumerate(plan):
                 if micro < skip:
                     continue
+                batch = self.collate(train_samples, item)
                 if self.objective == "dpo":
                     loss, info = self.dpo_loss(batch)
                 else:
                     loss, info = self.sft_loss(batch)
                 stepped = self._backward_step(loss, micro, ga)
                 window.append(loss.item())
-                real += int(batch["attention_mask"].sum())
-                cells += batch["attention_mask"].numel()
-                tokens += int(batch["attention_mask"].sum())
+                n_real, n_cells = int(batch["attention_mask"].sum()), batch["attention_mask"].numel()
+                real, cells, win_real, win_cells = real + n_real, cells + n_cells, win_real + n_real, win_cells + n_cells
+                tokens += n_real
                 if not stepped:
                     continue
                 self.global_step += 1
-                if self.global_step % log_every == 0 or self.global_step == 1:
+                pos = (epoch, micro + 1)
+                if self.global_step % log_every == 0 or self.global_step == first_step:
+                    # real_token_share: non-pad share of the batches since the last log line (this rank);
+                    # tokens_per_s: this rank's real tokens/s times world size (ranks see similar loads)
                     rec = {"step": self.global_step, "epoch": epoch, "loss": sum(window) / len(window),
-                           "lr": self._lr(), "real_token_share": real / max(1, cells),
+                           "lr": self._lr(), "real_token_share": win_real / max(1, win_cells),
                            "tokens_per_s": tokens * self.world / max(1e-9, time.time() - t0)}
                     rec.update({k: v for k, v in info.items() if isinstance(v, float)})
                     self._log(rec)
                     history.append(rec)
-                    window = []
+                    window, win_real, win_cells = [], 0, 0
                 if eval_every and self.global_step % eval_every == 0:
                     self._log({"step": self.global_step, **self.evaluate(val_sets or {})})
                 if save_every and self.global_step % save_every == 0:
-                    self.save_checkpoint(epoch, micro + 1)
+                    self.save_checkpoint(*pos)
                 if self.global_step >= total:
                     done = True
                     break
+            else:
+                pos = (epoch + 1, 0)
             skip = 0
             epoch += 1
         if window:
@@ -398,8 +457,9 @@ class Trainer:
         summary.update(final_eval)
         if final_eval:
             self._log({"step": self.global_step, **final_eval})
-        if cfg.get("save_final_checkpoint", True) and self.global_step > 0:
-            self.save_checkpoint(epoch, 0)
+        if cfg.get("save_final_checkpoint", True) and self.global_step > 0 and self._latest_tag() != \
+                f"step-{self.global_step}":
+            self.save_checkpoint(*pos)
         return summary
 
     def _lr(self) -> float:
@@ -421,6 +481,14 @@ class Trainer:
             sd = self.engine._zero3_consolidated_16bit_state_dict()
         else:
             sd = None
+        # rank 0 alone loads models below (LoRA merge); a live zero.Init config would make that
+        # from_pretrained partition weights via collectives the other ranks never join -> hang
+        self.zero3_ctx = None
+        try:
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+            unset_hf_deepspeed_config()
+        except ImportError:
+            pass
         if D.is_main():
             out_dir.mkdir(parents=True, exist_ok=True)
             if sd is None:

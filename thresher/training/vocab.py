@@ -114,6 +114,10 @@ def extend_vocab(base: str, out_dir: str, corpus: list[str] | None = None, sp_mo
     report = {"base": base, "base_size": before, "sp_pieces": len(pieces), "added": len(new),
               "new_size": len(tok), "examples": new[:20],
               "tokens_per_char_before": round(tpc_before, 4), "tokens_per_char_after": round(tpc_after, 4)}
+    if sample and tpc_after >= tpc_before:
+        # added tokens pre-split the text, which can break longer merges the base already had
+        log.warning("extended tokenizer is not more compact on the corpus sample (%.3f -> %.3f tokens/char); "
+                    "the base already covers this text well", tpc_before, tpc_after)
     (out / "extend_vocab_report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
     log.info("extend-vocab: %s", report)
     return report

@@ -1,0 +1,183 @@
+"""Benchmark: our SFT loop vs TRL's SFTTrainer, and padding waste with/without packing.
+
+Part 1 trains the same small Llama (fresh from the same init each run) on the same
+pre-tokenised samples (same labels/masks) with the same batch size, once with our
+loop (``thresher.training.trainer.Trainer``, plain torch path) and once with TRL's
+``SFTTrainer`` (pre-tokenised dataset, no packing), and reports real (non-pad)
+tokens per second of training.  Part 2 reports the real-token share of batches for
+random padded batches, length-grouped batches and packed rows on Chinese SFT data
+from /work/shared/data (skipped when absent).
+
+    .venv/bin/python benchmarks/train_sft_vs_trl.py [--samples 128] [--repeats 2] [--out benchmarks/results/train_sft_vs_trl.json]
+
+CPU only by default; everything is built locally (no hub access).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+SHARED = Path(os.environ.get("THRESHER_SHARED_DATA", "/work/shared/data"))
+ALPACA = SHARED / "seed-xubuvd" / "alpaca-zh-data-part-00.json"
+MOSS = SHARED / "moss-003-sft" / "conversations_without_plugins_part1.jsonl"
+
+
+def load_messages(path: Path, n: int) -> list[list[dict]]:
+    from thresher.io.readers import iter_records
+    return [r.messages for r in itertools.islice((r for r in iter_records(str(path)) if r.kind == "sft"), n)]
+
+
+def synthetic(n: int) -> list[list[dict]]:
+    rng = random.Random(0)
+    words = "数据 清洗 模型 训练 中文 语料 质量 评估 指令 回答 问题 世界 学习 知识 the data model train quality".split()
+    return [[{"role": "user", "content": "".join(rng.choices(words, k=rng.randint(5, 40)))},
+             {"role": "assistant", "content": "".join(rng.choices(words, k=rng.randint(10, 200)))}] for _ in range(n)]
+
+
+def build_tokenizer(texts: list[str], path: str):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tk = Tokenizer(models.BPE(unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=4000, special_tokens=["<s>", "</s>", "<unk>", "<pad>", "<|system|>", "<|prompter|>",
+                                         "<|assistant|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                  pad_token="<pad>")
+    tok.save_pretrained(path)
+    return tok
+
+
+def build_model(path: str, vocab: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=128, intermediate_size=344, num_hidden_layers=4,
+                                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
+                                 tie_word_embeddings=False)).save_pretrained(path)
+
+
+def encode(tok, convs, max_length, mask_mode="all_assistant"):
+    from thresher.training.encode import Encoder
+    from thresher.training.templates import get_template
+    enc = Encoder(tok, get_template("open-assistant"), max_length, mask_mode=mask_mode)
+    out = [s for s in (enc.encode_sft(m) for m in convs) if s]
+    return out, enc.stats.as_dict()
+
+
+def ours(model_dir, tok, samples, bs, group, out):
+    from transformers import AutoModelForCausalLM
+    from thresher.training.trainer import Trainer
+    cfg = {"output_dir": out, "per_device_train_batch_size": bs, "learning_rate": 1e-4, "num_train_epochs": 1,
+           "logging_steps": 10 ** 9, "save_final_checkpoint": False, "group_by_length": group, "resume": False,
+           "lr_scheduler": "cosine", "max_length": 10 ** 6, "seed": 0}
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    t = Trainer(cfg, model, tok, "sft")
+    s = t.train(samples)
+    return {"tokens_per_s": s["tokens_per_s"], "seconds": s["train_seconds"], "steps": s["global_step"],
+            "real_token_share": s["real_token_share"], "final_loss": s["history"][-1]["loss"]}
+
+
+def trl_run(model_dir, tok, samples, bs, max_length, out):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+    ds = Dataset.from_list([{"input_ids": s["input_ids"], "labels": s["labels"]} for s in samples])
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    args = SFTConfig(output_dir=out, per_device_train_batch_size=bs, num_train_epochs=1, learning_rate=1e-4,
+                     lr_scheduler_type="cosine", logging_steps=10 ** 6, save_strategy="no", report_to="none",
+                     use_cpu=True, max_length=max_length, packing=False, seed=0, dataloader_num_workers=0,
+                     bf16=False, fp16=False, disable_tqdm=True,
+                     # TRL's SFTConfig defaults to gradient checkpointing (recomputes the forward);
+                     # our loop does not checkpoint unless asked, so compare like with like
+                     gradient_checkpointing=False)
+    tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    t0 = time.time()
+    res = tr.train()
+    wall = time.time() - t0
+    real = sum(len(s["input_ids"]) for s in samples)
+    return {"tokens_per_s": real / res.metrics["train_runtime"], "seconds": res.metrics["train_runtime"],
+            "wall_seconds": wall, "steps": res.global_step, "final_loss": res.training_loss}
+
+
+def share_report(tok, name, convs, max_length, bs):
+    from thresher.training.trainer import Trainer
+    samples, stats = encode(tok, convs, max_length)
+    res = {"samples": len(samples), "encode": stats}
+    for label, extra in (("padded_random", {"group_by_length": False}), ("length_grouped", {"group_by_length": True}),
+                         ("packed", {"packing": True})):
+        cfg = {"output_dir": "/tmp/x", "seed": 0, "max_length": max_length, **extra}
+        batches = list(Trainer(cfg, None, tok, "sft").make_batches(samples, bs, 0))
+        real = sum(int(b["attention_mask"].sum()) for b in batches)
+        cells = sum(b["attention_mask"].numel() for b in batches)
+        res[label] = {"batches": len(batches), "real_token_share": round(real / cells, 4)}
+    print(f"[share] {name}: " + json.dumps(res, ensure_ascii=False), flush=True)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--share-samples", type=int, default=3000)
+    ap.add_argument("--share-max-length", type=int, default=2048)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    import logging
+    logging.basicConfig(level=logging.WARNING)
+    have_data = ALPACA.exists()
+    convs = load_messages(ALPACA, a.samples) if have_data else synthetic(a.samples)
+    result = {"data": str(ALPACA) if have_data else "synthetic", "torch_threads": torch.get_num_threads(),
+              "batch": a.batch, "max_length": a.max_length, "share_max_length": a.share_max_length}
+    with tempfile.TemporaryDirectory() as tmp:
+        texts = [m["content"] for c in convs for m in c]
+        if MOSS.exists():
+            texts += [m["content"] for c in load_messages(MOSS, 500) for m in c]
+        tok = build_tokenizer(texts, tmp + "/m")
+        build_model(tmp + "/m", len(tok))
+        samples, stats = encode(tok, convs, a.max_length)
+        result["encode"] = stats
+        result["real_tokens_per_epoch"] = sum(len(s["input_ids"]) for s in samples)
+        runs = {"ours_padded_random": [], "ours_length_grouped": [], "trl_sfttrainer": []}
+        for r in range(a.repeats):
+            runs["ours_padded_random"].append(ours(tmp + "/m", tok, samples, a.batch, False, f"{tmp}/o{r}"))
+            runs["trl_sfttrainer"].append(trl_run(tmp + "/m", tok, samples, a.batch, a.max_length, f"{tmp}/t{r}"))
+            runs["ours_length_grouped"].append(ours(tmp + "/m", tok, samples, a.batch, True, f"{tmp}/g{r}"))
+            print(f"[speed] repeat {r}: " + json.dumps({k: round(v[-1]["tokens_per_s"], 1) for k, v in runs.items()}),
+                  flush=True)
+        result["speed"] = {k: {"best_tokens_per_s": round(max(x["tokens_per_s"] for x in v), 1),
+                               "runs": v} for k, v in runs.items()}
+        if have_data or MOSS.exists():
+            result["real_token_share"] = {}
+            if have_data:
+                result["real_token_share"]["alpaca-zh"] = share_report(
+                    tok, "alpaca-zh", load_messages(ALPACA, a.share_samples), a.share_max_length, a.batch)
+            if MOSS.exists():
+                result["real_token_share"]["moss-003-sft"] = share_report(
+                    tok, "moss-003-sft", load_messages(MOSS, a.share_samples), a.share_max_length, a.batch)
+        else:
+            print("[share] /work/shared/data not present: real-token-share part skipped")
+    print(json.dumps({k: v for k, v in result.items() if k != "speed"}, ensure_ascii=False, indent=1))
+    print(json.dumps({k: v["best_tokens_per_s"] for k, v in result["speed"].items()}, indent=1))
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, ensure_ascii=False, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
