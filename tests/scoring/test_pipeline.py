@@ -22,7 +22,8 @@ def _recipe(data, out, workers):
                    {"tier": {"scorers": ["quality_heuristic"],
                              "tiers": [{"name": "top", "quantile": 0.6}, {"name": "rest"}],
                              "quotas": {"web": 0.7}, "token_budget": 30000,
-                             "sft_select": {"tier": "top", "tokens": 3000, "balance": "cluster"},
+                             "sft_select": {"tier": "top", "tokens": 3000, "balance": "cluster",
+                                            "kinds": ["sft", "text"]},
                              "dpo_select": {"n": 20}}}]})
 
 
@@ -71,6 +72,14 @@ def test_selections(runs):
     assert len(set(first)) == len(first)
     seeds = list(iter_records(str(out / "selections" / "dpo_seeds" / "manifest.json")))
     assert 0 < len(seeds) <= 20 and all(r.kind == "sft" for r in seeds)
+
+
+def test_sft_selection_takes_conversations_only_by_default(runs, tmp_path):
+    from thresher.scoring.tiers import select_sft
+    out = runs[0]
+    man = select_sft(str(out / "kept"), str(tmp_path / "sel"), tier="rest", tokens=100000)
+    recs = list(iter_records(str(tmp_path / "sel" / "manifest.json")))
+    assert man["records"] == len(recs) > 0 and {r.kind for r in recs} == {"sft"}
 
 
 def test_report_files_written(runs):

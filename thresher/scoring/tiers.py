@@ -351,19 +351,22 @@ def _write_selection(kept_dir: str, out_dir: str, ids: list[str], info: dict) ->
 
 
 def select_sft(kept_dir: str, out_dir: str, tier: str = "top", tokens: int = 0, n: int = 0,
-               balance: str = "cluster", score: str = "tier_combined") -> dict:
-    """"Top tier, cluster-balanced, N tokens": the SFT training set."""
+               balance: str = "cluster", score: str = "tier_combined", kinds: list | None = None) -> dict:
+    """"Top tier, cluster-balanced, N tokens": the SFT training set (conversations only,
+    unless ``kinds`` says otherwise: a mixed run's top tier also holds pretraining text)."""
     from ..io.writers import estimate_tokens
+    kinds = tuple(kinds or ("sft",))
     items = []
     for r in _iter_kept(kept_dir):
         m = r.meta
-        if m.get("tier") != tier:
+        if m.get("tier") != tier or r.kind not in kinds:
             continue
         g = m.get(balance) if balance else 0
         items.append((g, (m.get("scores") or {}).get(score) or 0.0, r.id, estimate_tokens(r.full_text())))
     ids = balanced_take(items, int(tokens), int(n))
     return _write_selection(kept_dir, out_dir, ids, {"kind": "sft_train", "tier": tier, "tokens": tokens,
-                                                     "balance": balance, "candidates": len(items)})
+                                                     "balance": balance, "kinds": list(kinds),
+                                                     "candidates": len(items)})
 
 
 def select_dpo_seeds(kept_dir: str, out_dir: str, quality: str = "quality_heuristic",

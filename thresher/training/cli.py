@@ -2,6 +2,7 @@
 
     thresher train sft --configs defaults tiny-llama datasets-demo --set lora.r=16 --output_dir out/x
     thresher train extend-vocab --base /models/llama-7b --corpus zh.txt --out tok-zh
+    thresher train init-tiny --out .cache/tiny-llama --corpus runs/default/kept   # CPU demo model
 
 Everything after the named config blocks is an override (``--key value`` or
 ``--set key=value``, dotted keys reach nested settings).  ``--local_rank`` (passed
@@ -17,7 +18,7 @@ import sys
 
 from thresher.training.config import build_config, parse_overrides
 
-COMMANDS = ("sft", "dpo", "rounds", "extend-vocab", "show-config")
+COMMANDS = ("sft", "dpo", "rounds", "extend-vocab", "show-config", "init-tiny")
 
 
 def _strip_local_rank(tokens: list[str]) -> list[str]:
@@ -68,6 +69,15 @@ def main(argv: list[str] | None = None) -> int:
         rep = extend_vocab(a.base, a.out, a.corpus, a.sp_model, a.vocab_size, a.model_type, a.max_sentences,
                            only_cjk=not a.all_scripts)
         print(json.dumps(rep, ensure_ascii=False, indent=1))
+        return 0
+    if cmd == "init-tiny":
+        p = argparse.ArgumentParser(prog="thresher train init-tiny")
+        p.add_argument("--out", default=".cache/tiny-llama")
+        p.add_argument("--corpus", default=None, help="data to train the tokenizer on (a tier, file or dir)")
+        p.add_argument("--vocab-size", type=int, default=2000)
+        a = p.parse_args(rest)
+        from thresher.training.tiny import build_tiny
+        print(json.dumps(build_tiny(a.out, a.corpus, a.vocab_size)))
         return 0
     args, extra = _train_parser(cmd).parse_known_args(rest)
     cfg = build_config(args.configs, parse_overrides(extra), args.config_dir)
