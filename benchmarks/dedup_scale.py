@@ -6,7 +6,7 @@ Records: instruction = 2 random sentences, answer = 2 random sentences from the
 CLUECorpusSmall sentence file; 5% exact copies and 10% near-dup copies (1-3% char
 edits).  Input is written under .cache/ (derived from third-party data).
 
-    .venv/bin/python benchmarks/dedup_scale.py [--n 1000000] [--workers 2]
+    .venv/bin/python benchmarks/dedup_scale.py [--n 1000000] [--workers 2] [--partitions 0]
 Writes benchmarks/results/dedup_scale.json.
 """
 import argparse
@@ -56,6 +56,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--partitions", type=int, default=0, help="dedup reduce partitions (0 = auto)")
     args = ap.parse_args()
     if not os.path.exists(SENTS):
         print("../shared/data not present", file=sys.stderr)
@@ -71,7 +72,8 @@ def main() -> int:
     recipe = validate({"inputs": [{"path": inp, "name": "sft", "mapping": {"format": "alpaca"}}],
                        "output": {"dir": os.path.join(work, "run"), "format": "jsonl.zst"},
                        "executor": {"workers": args.workers, "shard_bytes": "32MB", "batch_size": 2048},
-                       "stages": [{"exact_dedup": {}}, {"minhash_dedup": {"threshold": 0.7}}]})
+                       "stages": [{"exact_dedup": {"partitions": args.partitions}},
+                                  {"minhash_dedup": {"threshold": 0.7, "partitions": args.partitions}}]})
     t0 = time.time()
     stats = run_recipe(recipe, restart=True)
     wall = time.time() - t0
@@ -80,7 +82,8 @@ def main() -> int:
     st = stats["stages"]
     out = {"records": args.n, "input_bytes": os.path.getsize(inp), "planted": made, "generate_seconds": round(gen_s, 1),
            "run_seconds": round(wall, 1), "records_per_s": round(args.n / wall, 1), "workers": args.workers,
-           "peak_rss_driver_mb": round(self_mb, 1), "peak_rss_largest_worker_mb": round(child_mb, 1),
+           "partitions": args.partitions, "peak_rss_driver_mb": round(self_mb, 1),
+           "peak_rss_largest_worker_mb": round(child_mb, 1),
            "rejected": {k: v["reasons"] for k, v in st.items() if v["rejected"]},
            "reduces": stats["reduces"], "conserved": stats["conserved"]}
     print(json.dumps(out, indent=2))

@@ -15,9 +15,9 @@ Artifacts per shard (written by ``collect``; never the text):
 
 Inside the reduce a record is addressed by an int64 key ``shard << 32 | position``
 (its row in the shard's arrays; index records use ``INDEX_FLAG | part << 32 | position``).
-``reduce`` runs one ``ctx.pmap`` task per band (group by bucket, shrink to a forest),
-merges the forests with a union-find, picks a keeper per component and writes the
-decision by record id (ids are unique per occurrence, see ``records.make_record``):
+``reduce`` (``reduce.py``) groups buckets per (band, hash partition), computes the
+connected components in partitioned rounds (``distcc.py``), picks a keeper per component
+and writes the decision by record id (ids are unique per occurrence, see ``records.make_record``):
 sorted dropped ids, the kept record's id and the similarity.  ``process`` looks each
 record's id up there, so nothing is carried in the record between segments.
 """
@@ -39,6 +39,13 @@ INDEX_FLAG = np.int64(1 << 62)
 
 
 # --- atomic artifact writing ------------------------------------------------------
+def atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def save_npy(path: str, arr: np.ndarray) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
@@ -98,7 +105,8 @@ def shard_prefixes(directory: str) -> list[str]:
 # --- reduce: band partitions -> forest -> components --------------------------------
 def band_task(args: tuple) -> np.ndarray:
     """One band across all shards (and index parts): candidate edges (a forest, since
-    each record sits in one bucket per band), optionally verified on signatures."""
+    each record sits in one bucket per band), optionally verified on signatures.
+    (Single-process reference path, see ``reference_decision``.)"""
     band, sources, verify_threshold = args
     keys, hashes = [], []
     for p in sources.prefixes():
@@ -108,7 +116,13 @@ def band_task(args: tuple) -> np.ndarray:
             keys.append(np.load(p + ".bkeys.npy"))
     if not keys:
         return np.empty((0, 2), np.int64)
-    e = bucket_edges(np.concatenate(keys), np.concatenate(hashes))
+    return band_edges(np.concatenate(keys), np.concatenate(hashes), sources, verify_threshold)
+
+
+def band_edges(keys: np.ndarray, hashes: np.ndarray, sources: "Sources", verify_threshold: float) -> np.ndarray:
+    """Duplicate links among records of one band (or of whole buckets of it): bucket
+    stars ``(smallest key, member)``, minus index-index links, verified on signatures."""
+    e = bucket_edges(keys, hashes)
     e = e[~((e[:, 0] & INDEX_FLAG) & (e[:, 1] & INDEX_FLAG)).astype(bool)]  # both already curated
     if verify_threshold > 0 and len(e):
         e = e[sources.similarity(e[:, 0], e[:, 1]) >= verify_threshold]
@@ -298,3 +312,19 @@ def merge_forests(ctx: StageContext, n_bands: int, sources: Sources,
         uf.add(e)
     nodes, roots = uf.solve()
     return nodes, roots, n_edges
+
+
+def reference_decision(ctx: StageContext, sources: Sources, n_bands: int, verify_threshold: float, policy: str,
+                       signature_similarity: bool) -> dict:
+    """The single-process merge (one task per band, the driver holds every link and all
+    keeper columns): kept as the reference the partitioned reduce (``reduce.py``) is
+    tested and benchmarked against.  Writes the same ``decision.npz``."""
+    nodes, roots, n_edges = merge_forests(ctx, n_bands, sources, verify_threshold)
+    tables = RecordTables(sources.prefixes())
+    dropped, kept_of, keepers, sizes, node_ids = choose_keepers(nodes, roots, tables, sources, policy)
+    sims = sources.similarity(dropped, kept_of) if signature_similarity else np.ones(len(dropped), np.float32)
+    run = (keepers & INDEX_FLAG) == 0  # indexed keepers are not in this run
+    write_decision(ctx.state_dir, ids_of(dropped, nodes, node_ids), ids_of(kept_of, nodes, node_ids), sims,
+                   ids_of(keepers[run], nodes, node_ids), sizes[run])
+    return {"edges": n_edges, "clusters": int(len(keepers)), "dropped": int(len(dropped)),
+            "dropped_vs_index": int(((kept_of >> 62) & 1).sum())}

@@ -8,15 +8,18 @@ import xxhash
 
 from ..pipeline import ConfigError, StageContext, register
 from ..records import Record
-from .base import (INDEX_FLAG, DedupStage, RecordTables, Sources, choose_keepers, ids_of, load_json, merge_forests,
-                   save_json, write_decision, write_shard)
+from .base import DedupStage, Sources, load_json, save_json, write_shard
 from .index import append_run, index_parts
+from .reduce import partitioned_decision
 from .minhash import MinHasher, band_hashes, empty_mask, optimal_param, s_curve, verify_cutoff
 from .normalize import normalize_key
 
 
 class _BucketDedup(DedupStage):
     """reduce/finalize shared by exact and MinHash dedup."""
+    # partitions: bucket-hash / node partitions of the reduce (0 = one per 4M banded records)
+    bucket_defaults = {**DedupStage.common_defaults, "partitions": 0}
+    signature_similarity = False  # dup similarity from signatures (MinHash) or 1.0 (exact)
 
     def index_meta(self) -> dict:
         raise NotImplementedError
@@ -27,22 +30,19 @@ class _BucketDedup(DedupStage):
     def verify_threshold(self) -> float:
         return 0.0
 
+    def __init__(self, label=None, **params):
+        super().__init__(label, **params)
+        if self.partitions < 0:
+            raise ConfigError(f"{self.name}.partitions: must be >= 0 (0 = from the record count), "
+                              f"got {self.partitions}")
+
     def reduce(self, ctx: StageContext) -> dict:
         sources = Sources.of_run(ctx.artifact_dir, index_parts(self.index_dir, self.index_meta()))
-        nodes, roots, n_edges = merge_forests(ctx, self.n_bands(), sources, self.verify_threshold())
-        tables = RecordTables(sources.prefixes())
-        dropped, kept_of, keepers, sizes, node_ids = choose_keepers(nodes, roots, tables, sources, self.keep)
-        sims = self.similarities(sources, dropped, kept_of)
-        run = (keepers & INDEX_FLAG) == 0  # indexed keepers are not in this run
-        write_decision(ctx.state_dir, ids_of(dropped, nodes, node_ids), ids_of(kept_of, nodes, node_ids), sims,
-                       ids_of(keepers[run], nodes, node_ids), sizes[run])
-        stats = {"edges": n_edges, "clusters": int(len(keepers)), "dropped": int(len(dropped)),
-                 "dropped_vs_index": int(((kept_of >> 62) & 1).sum()), "index_parts": len(sources.index)}
+        stats = partitioned_decision(ctx, sources, self.n_bands(), self.verify_threshold(), self.keep,
+                                     self.signature_similarity, self.partitions)
+        stats["index_parts"] = len(sources.index)
         save_json(os.path.join(ctx.state_dir, "stats.json"), stats)
         return stats
-
-    def similarities(self, sources: Sources, dropped: np.ndarray, kept_of: np.ndarray) -> np.ndarray:
-        return np.ones(len(dropped), np.float32)
 
     def finalize(self, ctx: StageContext) -> None:
         if not self.write_index:
@@ -58,7 +58,7 @@ class ExactDedup(_BucketDedup):
     """Drop records whose normalised key text (width, case, whitespace and punctuation
     variants folded; optionally Traditional->Simplified) equals an earlier-kept one's."""
     reason = "exact_dup"
-    defaults = {**DedupStage.common_defaults, "t2s": False, "drop_punct": False}
+    defaults = {**_BucketDedup.bucket_defaults, "t2s": False, "drop_punct": False}
 
     def index_meta(self) -> dict:
         return {"method": "exact", "key_field": self.key_field, "t2s": self.t2s, "drop_punct": self.drop_punct}
@@ -80,7 +80,8 @@ class MinHashDedup(_BucketDedup):
     """Near-duplicate removal: MinHash of CJK-character / Latin-word n-grams, LSH with
     bands x rows chosen for ``threshold``, candidate pairs verified on signatures."""
     reason = "near_dup"
-    defaults = {**DedupStage.common_defaults, "threshold": 0.8, "num_perm": 128, "ngram": 5, "bands": 0,
+    signature_similarity = True
+    defaults = {**_BucketDedup.bucket_defaults, "threshold": 0.8, "num_perm": 128, "ngram": 5, "bands": 0,
                 "rows": 0, "seed": 1, "t2s": False, "verify": "signature", "verify_slack": 3.0, "batch": 1024}
 
     def __init__(self, label=None, **params):
@@ -117,9 +118,6 @@ class MinHashDedup(_BucketDedup):
             sig[lo:lo + self.batch] = self.hasher.signatures(texts[lo:lo + self.batch])
         write_shard(self.prefix(ctx), keys, band_hashes(sig, self.b, self.r), ~empty_mask(sig), table,
                     [r.id for r in records], sig=sig)
-
-    def similarities(self, sources: Sources, dropped: np.ndarray, kept_of: np.ndarray) -> np.ndarray:
-        return sources.similarity(dropped, kept_of)
 
     def reduce(self, ctx: StageContext) -> dict:
         stats = super().reduce(ctx)
