@@ -65,6 +65,7 @@ def run_once(path: str, out: str, workers: int, fmt: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds; the best of each is kept")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "io_throughput.json"))
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="thresher-io-")
@@ -72,8 +73,14 @@ def main() -> None:
         path, label = build_input(work, args.repeat)
         size_mb = os.path.getsize(path) / 1e6
         print(f"input: {label}, {size_mb:.0f} MB")
-        rows = [run_once(path, os.path.join(work, f"out-{w}-{fmt}"), w, fmt)
-                for fmt in ("jsonl.zst", "parquet") for w in (1, 2)]
+        best: dict = {}
+        for _ in range(args.rounds):  # interleaved, so background load hits both worker counts alike
+            for fmt in ("jsonl.zst", "parquet"):
+                for w in (1, 2):
+                    r = run_once(path, os.path.join(work, f"out-{w}-{fmt}"), w, fmt)
+                    if (fmt, w) not in best or r["seconds"] < best[(fmt, w)]["seconds"]:
+                        best[(fmt, w)] = r
+        rows = [best[k] for k in sorted(best)]
         for r in rows:
             print(f"  {r['format']:<10} workers={r['workers']}  {r['records_per_s']:>9,} rec/s  {r['MB_per_s']:>6} MB/s  ({r['seconds']}s)")
         speedup = rows[1]["records_per_s"] / rows[0]["records_per_s"]
