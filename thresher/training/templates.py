@@ -85,21 +85,31 @@ def _pairs(body):
         yield t // 2, body[t], (body[t + 1] if t + 1 < len(body) else None)
 
 
+def _tagged_turns(body, gen, user, assistant: str, answer, after: str = "") -> list:
+    """The common turn shape: ``user(turn, msg)`` then the ``assistant`` tag (prompt),
+    ``answer(msg)`` (trained), then ``after`` (prompt).  A trailing user turn gets the
+    assistant tag only when a generation prompt is wanted."""
+    out = []
+    for turn, u, a in _pairs(body):
+        p = user(turn, u)
+        if a is None:
+            out.append(Segment(p + (assistant if gen else ""), PROMPT, turn))
+            continue
+        out.append(Segment(p + assistant, PROMPT, turn))
+        out.append(Segment(answer(a), ANSWER, turn))
+        if after:
+            out.append(Segment(after, PROMPT, turn))
+    return out
+
+
 # --------------------------------------------------------------------------- #
 # Open-Assistant: <|system|>..eos <|prompter|>..eos <|assistant|>..eos
 # --------------------------------------------------------------------------- #
 def _oa(messages, bos, eos, gen):
     system, body = _split_system(messages)
-    out = []
-    if system is not None:
-        out.append(Segment(f"<|system|>{system}{eos}", PROMPT, -1))
-    for turn, u, a in _pairs(body):
-        if a is None:
-            out.append(Segment(f"<|prompter|>{u['content']}{eos}" + ("<|assistant|>" if gen else ""), PROMPT, turn))
-            continue
-        out.append(Segment(f"<|prompter|>{u['content']}{eos}<|assistant|>", PROMPT, turn))
-        out.append(Segment(f"{a['content']}{eos}", ANSWER, turn))
-    return out
+    out = [Segment(f"<|system|>{system}{eos}", PROMPT, -1)] if system is not None else []
+    return out + _tagged_turns(body, gen, lambda t, u: f"<|prompter|>{u['content']}{eos}", "<|assistant|>",
+                               lambda a: f"{a['content']}{eos}")
 
 
 # --------------------------------------------------------------------------- #
@@ -150,18 +160,9 @@ def _alpaca(lang):
 # --------------------------------------------------------------------------- #
 def _chatml(messages, bos, eos, gen):
     system, body = _split_system(messages)
-    out = []
-    if system is not None:
-        out.append(Segment(f"<|im_start|>system\n{system}<|im_end|>\n", PROMPT, -1))
-    for turn, u, a in _pairs(body):
-        p = f"<|im_start|>user\n{u['content']}<|im_end|>\n"
-        if a is None:
-            out.append(Segment(p + ("<|im_start|>assistant\n" if gen else ""), PROMPT, turn))
-            continue
-        out.append(Segment(p + "<|im_start|>assistant\n", PROMPT, turn))
-        out.append(Segment(f"{a['content']}<|im_end|>", ANSWER, turn))
-        out.append(Segment("\n", PROMPT, turn))
-    return out
+    out = [Segment(f"<|im_start|>system\n{system}<|im_end|>\n", PROMPT, -1)] if system is not None else []
+    return out + _tagged_turns(body, gen, lambda t, u: f"<|im_start|>user\n{u['content']}<|im_end|>\n",
+                               "<|im_start|>assistant\n", lambda a: f"{a['content']}<|im_end|>", after="\n")
 
 
 # --------------------------------------------------------------------------- #
@@ -188,18 +189,11 @@ def _llama3(messages, bos, eos, gen):
 
     def hdr(role):
         return f"<|start_header_id|>{role}<|end_header_id|>\n\n"
-    out = []
     pre = "<|begin_of_text|>"
     if system is not None:
         pre += hdr("system") + system + "<|eot_id|>"
-    for turn, u, a in _pairs(body):
-        p = (pre if turn == 0 else "") + hdr("user") + u["content"] + "<|eot_id|>"
-        if a is None:
-            out.append(Segment(p + (hdr("assistant") if gen else ""), PROMPT, turn))
-            continue
-        out.append(Segment(p + hdr("assistant"), PROMPT, turn))
-        out.append(Segment(f"{a['content']}<|eot_id|>", ANSWER, turn))
-    return out
+    return _tagged_turns(body, gen, lambda t, u: (pre if t == 0 else "") + hdr("user") + u["content"] + "<|eot_id|>",
+                         hdr("assistant"), lambda a: f"{a['content']}<|eot_id|>")
 
 
 # --------------------------------------------------------------------------- #
@@ -207,17 +201,9 @@ def _llama3(messages, bos, eos, gen):
 # --------------------------------------------------------------------------- #
 def _baichuan(messages, bos, eos, gen):
     system, body = _split_system(messages)
-    out = []
-    if system is not None:
-        out.append(Segment(system, PROMPT, -1))
-    for turn, u, a in _pairs(body):
-        p = f"<reserved_106>{u['content']}"
-        if a is None:
-            out.append(Segment(p + ("<reserved_107>" if gen else ""), PROMPT, turn))
-            continue
-        out.append(Segment(p + "<reserved_107>", PROMPT, turn))
-        out.append(Segment(f"{a['content']}{eos}", ANSWER, turn))
-    return out
+    out = [Segment(system, PROMPT, -1)] if system is not None else []
+    return out + _tagged_turns(body, gen, lambda t, u: f"<reserved_106>{u['content']}", "<reserved_107>",
+                               lambda a: f"{a['content']}{eos}")
 
 
 # --------------------------------------------------------------------------- #
@@ -230,15 +216,8 @@ MOSS_META = ("You are an AI assistant whose name is MOSS.\n- MOSS is a conversat
 def _moss(messages, bos, eos, gen):
     system, body = _split_system(messages)
     out = [Segment(system if system is not None else MOSS_META, PROMPT, -1)]
-    for turn, u, a in _pairs(body):
-        p = f"<|Human|>: {u['content']}<eoh>\n"
-        if a is None:
-            out.append(Segment(p + ("<|MOSS|>:" if gen else ""), PROMPT, turn))
-            continue
-        out.append(Segment(p + "<|MOSS|>:", PROMPT, turn))
-        out.append(Segment(f" {a['content']}<eom>", ANSWER, turn))
-        out.append(Segment("\n", PROMPT, turn))
-    return out
+    return out + _tagged_turns(body, gen, lambda t, u: f"<|Human|>: {u['content']}<eoh>\n", "<|MOSS|>:",
+                               lambda a: f" {a['content']}<eom>", after="\n")
 
 
 TEMPLATES: dict[str, ChatTemplate] = {
