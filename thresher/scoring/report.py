@@ -162,11 +162,7 @@ def plot_tsne(data: RunData, xy: np.ndarray, out_dir: str, cjk: bool) -> list[st
     for name, groups in views:
         fig, ax = plt.subplots(figsize=(8.5, 6), dpi=110)
         _scatter(ax, xy, groups, f"t-SNE of {len(groups)} kept records, coloured by {name}")
-        fig.tight_layout()
-        p = os.path.join(out_dir, f"tsne_{name}.png")
-        fig.savefig(p)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, os.path.join(out_dir, f"tsne_{name}.png")))
     return paths
 
 
@@ -195,11 +191,7 @@ def plot_scores(data: RunData, out_dir: str) -> list[str]:
         ax.set_title(f"{name}  (n={len(vals)}, median {np.median(vals):.3g})")
         ax.set_xlabel(name)
         ax.set_ylabel("records")
-        fig.tight_layout()
-        p = os.path.join(out_dir, f"score_{name}.png")
-        fig.savefig(p)
-        plt.close(fig)
-        paths.append(p)
+        paths.append(_save(fig, os.path.join(out_dir, f"score_{name}.png")))
     return paths
 
 
@@ -234,9 +226,13 @@ def plot_bars(rows: list[tuple[str, float]], title: str, path: str, color: str) 
     ax.tick_params(axis="y", labelsize=7)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    return _save(fig, path)
+
+
+def _save(fig, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    _plt().close(fig)
     return path
 
 
