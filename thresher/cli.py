@@ -18,7 +18,7 @@ EXTERNAL_COMMANDS = {
     "eval-dedup": ("thresher.dedup.evaluate", "main", "precision/recall/F1 of dedup methods on labelled pairs"),
     "train-quality": ("thresher.scoring.cli", "train_quality_main", "train the fastText quality classifier"),
     "report": ("thresher.scoring.report", "main", "plots + HTML curation report of a run"),
-    "bench-sweep": ("thresher.dedup.cli", "sweep_main", "SemDeDup eps sweep of a run"),
+    "semdedup-sweep": ("thresher.dedup.cli", "sweep_main", "SemDeDup eps sweep of a run"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``thresher bench-sweep RUN``: the SemDeDup similarity histogram and eps sweep of a run,
+"""``thresher semdedup-sweep RUN``: the SemDeDup similarity histogram and eps sweep of a run,
 to choose eps before dropping anything (run once with ``dry_run: true``)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .semantic import SWEEP_EPS, load_sweep, sweep_table
 
 
 def sweep_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="thresher bench-sweep", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="thresher semdedup-sweep", description=__doc__.split("\n")[0])
     ap.add_argument("run", help="run output directory")
     ap.add_argument("--eps", default="", help="comma list of eps values (default: the stored sweep)")
     args = ap.parse_args(argv)

@@ -12,7 +12,7 @@ reduce:  spherical k-means on a deterministic sample; assignment per shard
          rows, each member's maximum cosine to the members ranked before it by the
          keeper policy, so memory is bounded by block x cluster size, never N x N.
          The maxima give a similarity histogram and an eps sweep table (written to
-         the state dir and shown by ``thresher bench-sweep RUN``) before anything is
+         the state dir and shown by ``thresher semdedup-sweep RUN``) before anything is
          dropped; ``dry_run: true`` stops there.
 """
 from __future__ import annotations
