@@ -258,7 +258,9 @@ def scaling_inputs(inputs, stages, shard_bytes, run_dir) -> dict:
     si = {"plan_pickle_bytes": len(pickle.dumps(plan)),
           "plan_bytes_per_shard": round(len(pickle.dumps(plan.shards)) / len(plan.shards), 1),
           "shard_result_pickle_bytes": len(pickle.dumps(result)),
-          "shard_result_samples_bytes": len(pickle.dumps(result["samples"]))}
+          # rejected-record samples live in a per-shard file, not in the result
+          "shard_samples_file_bytes": os.path.getsize(os.path.join(run_dir, "stats", "samples",
+                                                                   "seg-0-shard-00000.jsonl"))}
     with open(os.path.join(run_dir, "stats.json")) as f:
         stats = json.load(f)
     for gdir in sorted(glob.glob(os.path.join(run_dir, "work", "global-*"))):
