@@ -46,21 +46,13 @@ def test_fasttext_missing_model_is_clear_error():
 # --- tiny causal LM ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from thresher.training.tiny import build_tiny
     d = str(tmp_path_factory.mktemp("tinylm"))
     corpus = ["请把下面的句子翻译成英文：今天天气很好。", "The weather is nice today.",
               "写一首关于秋天的诗。秋风起，落叶黄，雁南飞。", "1 + 1 = 2, 2 + 3 = 5"] * 20
-    tk = Tokenizer(models.BPE(unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<pad>", "<s>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                 eos_token="<s>")
-    hf.save_pretrained(d)
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(hf), bos_token_id=hf.bos_token_id, eos_token_id=hf.eos_token_id, n_positions=128, n_embd=32, n_layer=2, n_head=2)).save_pretrained(d)
+    build_tiny(d, texts=corpus, vocab_size=300, hidden=32, layers=2, max_positions=128)
     return d
 
 

@@ -5,14 +5,13 @@ import os
 
 import pytest
 
-from training_util import build_tokenizer, build_model  # noqa: F401
+from training_util import build_tiny_model
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny-llama")
-    tok = build_tokenizer(str(d))
-    build_model(str(d), len(tok))
+    build_tiny_model(str(d))
     return str(d)
 
 

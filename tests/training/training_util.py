@@ -26,7 +26,6 @@ EN = ["The weather is nice today.", "Artificial intelligence is changing the wor
       "Paris is the capital of France.", "Learning to program takes patience.", "Hello, nice to meet you.",
       "The Great Wall is very long.", "Machine learning is a branch of AI.", "I like reading books."]
 
-SPECIAL = ["<s>", "</s>", "<unk>", "<pad>", "<|system|>", "<|prompter|>", "<|assistant|>"]
 
 
 def corpus(n=400, seed=0):
@@ -38,30 +37,10 @@ def corpus(n=400, seed=0):
     return out + ZH + EN
 
 
-def build_tokenizer(path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    tk = Tokenizer(models.BPE(unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1200, special_tokens=SPECIAL,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(corpus(), trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                  pad_token="<pad>")
-    tok.save_pretrained(path)
-    return tok
-
-
-def build_model(path, vocab_size, seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=False, bos_token_id=0, eos_token_id=1, pad_token_id=3)
-    m = LlamaForCausalLM(cfg)
-    m.save_pretrained(path)
-    return m
+def build_tiny_model(path):
+    """The tests' tiny Llama + byte-level BPE tokenizer (the product's own builder)."""
+    from thresher.training.tiny import build_tiny
+    build_tiny(path, texts=corpus(), vocab_size=1200, hidden=64, layers=2, max_positions=512)
 
 
 QA = [("中国的首都是哪里？", "北京是中国的首都。"), ("What is the capital of France?", "Paris is the capital of France."),

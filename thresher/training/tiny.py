@@ -21,7 +21,10 @@ def _texts(corpus: str | None, limit: int = 20000) -> list[str]:
 
 
 def build_tiny(out_dir: str, corpus: str | None = None, vocab_size: int = 2000, hidden: int = 64,
-               layers: int = 2, seed: int = 0) -> dict:
+               layers: int = 2, seed: int = 0, texts: list[str] | None = None,
+               max_positions: int = 1024) -> dict:
+    """Save a tokenizer trained on ``texts`` (or the records under ``corpus``) and a
+    randomly initialised Llama sized by ``hidden``/``layers`` into ``out_dir``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -31,14 +34,14 @@ def build_tiny(out_dir: str, corpus: str | None = None, vocab_size: int = 2000, 
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tk.train_from_iterator(_texts(corpus), trainer)
+    tk.train_from_iterator(texts if texts is not None else _texts(corpus), trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
                                   pad_token="<pad>")
     tok.save_pretrained(out_dir)
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=1024, tie_word_embeddings=False,
+                      max_position_embeddings=max_positions, tie_word_embeddings=False,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     LlamaForCausalLM(cfg).save_pretrained(out_dir)
     return {"out": out_dir, "vocab": len(tok), "hidden": hidden, "layers": layers}
