@@ -51,7 +51,7 @@ def get_stage_class(name: str) -> type["Stage"]:
         raise ConfigError(f"stages: unknown stage {name!r}{hint}") from None
 
 
-_BUILTIN_MODULES = ("thresher.stages_builtin", "thresher.cleaning", "thresher.dedup", "thresher.scoring")
+_BUILTIN_MODULES = ("thresher.cleaning", "thresher.dedup", "thresher.scoring")
 
 
 def load_builtin_stages() -> None:

@@ -14,7 +14,7 @@ from ..io.writers import atomic_write_bytes, atomic_write_json, write_manifest
 from ..log import get_logger
 from ..pipeline import ConfigError
 from .progress import Progress
-from .tasks import Plan, run_reduce_task  # noqa: F401  (re-exported for executors)
+from .tasks import Plan
 
 
 class RunLocked(RuntimeError):
