@@ -19,6 +19,7 @@ EXTERNAL_COMMANDS = {
     "train-quality": ("thresher.scoring.cli", "train_quality_main", "train the fastText quality classifier"),
     "report": ("thresher.scoring.report", "main", "plots + HTML curation report of a run"),
     "semdedup-sweep": ("thresher.dedup.cli", "sweep_main", "SemDeDup eps sweep of a run"),
+    "audit": ("thresher.audit", "main", "sample decisions to mark by hand; --score: precision per reason"),
 }
 
 

@@ -4,6 +4,11 @@ Each is a map stage whose ``process`` runs ``record.map_text(fn)``; ``fn`` is a 
 str -> str built once per worker in ``setup`` (translate tables and compiled regexes),
 with a cheap "is there anything to do" test first so clean text costs one scan.
 Counters: ``touched`` (records changed) and ``chars_removed`` (net length drop).
+
+Do no harm: with ``protect_structure`` (the default) a normaliser never sees code (fenced
+blocks, inline code, unfenced code lines), LaTeX or markup-only lines; they are hidden and
+restored verbatim (:mod:`.structure`), and line-start Markdown (headings, list markers,
+indentation) is kept by the rules themselves.
 """
 from __future__ import annotations
 
@@ -12,18 +17,29 @@ import re
 from ..pipeline import Stage, register
 from ..records import Record
 from ._text import CJK_PUNCT, CJK_RANGES
+from .structure import apply_outside
 
 
 class Normalizer(Stage):
     """Base: subclasses implement ``fn(text) -> text``; bookkeeping lives here."""
+    base_defaults = {"protect_structure": True}
+    # protect only code (fences, inline code): for stages whose job includes markup lines
+    code_only_protection = False
 
     def fn(self, text: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def text_fn(self, record: Record):
+        """The str -> str function applied to every text field of ``record``."""
+        if not getattr(self, "protect_structure", True):
+            return self.fn
+        fn, code_only = self.fn, self.code_only_protection
+        return lambda t: apply_outside(t, fn, code_only)
+
     def process(self, record: Record) -> Record:
         before = after = 0
         changed = False
-        fn = self.fn
+        fn = self.text_fn(record)
 
         def wrapped(t: str) -> str:
             nonlocal before, after, changed
@@ -60,7 +76,7 @@ def _fullwidth_table(symbols: bool) -> dict[int, str]:
 @register("fullwidth_normalizer")
 class FullwidthNormalizer(Normalizer):
     """Full-width letters/digits (and a few symbols) -> ASCII; CJK punctuation kept."""
-    defaults = {"symbols": True}
+    defaults = {**Normalizer.base_defaults, "symbols": True}
 
     def setup(self, ctx) -> None:
         self._table = _fullwidth_table(self.symbols)
@@ -92,7 +108,7 @@ def _numeral_table() -> dict[int, str]:
 @register("numeral_normalizer")
 class NumeralNormalizer(Normalizer):
     """Circled / parenthesised / full-stop numerals to ASCII digits (①->1, ⑴->(1), ⒈->1.)."""
-    defaults: dict = {}
+    defaults = dict(Normalizer.base_defaults)
 
     def setup(self, ctx) -> None:
         self._table = _numeral_table()
@@ -119,7 +135,7 @@ HOMOGLYPHS = {
 @register("homoglyph_normalizer")
 class HomoglyphNormalizer(Normalizer):
     """Look-alike Cyrillic/Greek letters inside Latin words -> Latin (spam evasion)."""
-    defaults: dict = {}
+    defaults = dict(Normalizer.base_defaults)
 
     def setup(self, ctx) -> None:
         self._table = str.maketrans(HOMOGLYPHS)
@@ -147,7 +163,7 @@ _REMNANT_RE = re.compile(r"<(?:200[b-f]|202[a-e]|206[0-4]|feff|00ad)>|\\u(?:200[
 @register("invisible_char_remover")
 class InvisibleCharRemover(Normalizer):
     """Remove zero-width, bidi, control characters and ``<200b>``-style remnants; CRLF -> LF."""
-    defaults: dict = {}
+    defaults = dict(Normalizer.base_defaults)
 
     def setup(self, ctx) -> None:
         self._table = {ord(c): None for c in INVISIBLE + CONTROLS}
@@ -167,22 +183,57 @@ class InvisibleCharRemover(Normalizer):
 # ---------------------------------------------------------------------------
 _BLOCK_TAGS = ("p|div|br|li|ul|ol|h[1-6]|tr|table|section|article|header|footer|nav|aside|blockquote|pre|"
                "dd|dt|dl|title|hr|form|figure|figcaption|main|td|th")
+# element names of HTML: only these are markup; <iostream>, <Props>, <T> are not
+_HTML_NAMES = (
+    "a|abbr|address|area|article|aside|audio|b|base|bdi|bdo|big|blockquote|body|br|button|canvas|caption|center|cite|"
+    "code|col|colgroup|data|datalist|dd|del|details|dfn|dialog|div|dl|dt|em|embed|fieldset|figcaption|figure|font|"
+    "footer|form|frame|frameset|h[1-6]|head|header|hr|html|i|iframe|img|input|ins|kbd|label|legend|li|link|main|mark|"
+    "marquee|meta|meter|nav|nobr|noscript|object|ol|optgroup|option|output|p|param|picture|pre|progress|q|rp|rt|ruby|"
+    "s|samp|script|section|select|small|source|span|strike|strong|style|sub|summary|sup|svg|table|tbody|td|template|"
+    "textarea|tfoot|th|thead|time|title|tr|track|tt|u|ul|var|video|wbr")
 _DROP_RE = re.compile(r"<(script|style|noscript|template|svg|iframe|head)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<!\[CDATA\[.*?\]\]>",
                       re.S | re.I)
-_BLOCK_RE = re.compile(rf"</?(?:{_BLOCK_TAGS})\b[^<>]*>", re.I)
-_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>|<!DOCTYPE[^>]*>|<\?xml[^>]*\?>", re.I)
+_BLOCK_RE = re.compile(rf"(?<![A-Za-z0-9_:])</?(?:{_BLOCK_TAGS})\b[^<>]*>", re.I)
+# a tag right after an identifier is a generic type (List<String>, std::vector<int>), not markup
+_TAG_RE = re.compile(rf"(?<![A-Za-z0-9_:])</?(?:{_HTML_NAMES})(?:\s[^<>]*)?/?>|<!DOCTYPE[^>]*>|<\?xml[^>]*\?>", re.I)
 _HTML_PROBE = re.compile(r"</?[A-Za-z!][^<>\s]*(?:\s[^<>]*)?>|&(?:[A-Za-z]{2,8}|#\d{2,6}|#x[0-9a-fA-F]{2,5});")
 _NL_RUN = re.compile(r"[ \t\u3000\xa0]*\n[ \t\u3000\xa0\n]*")
+# residue mode (dialogue turns)
+_TAG_PARTS = re.compile(rf"(?<![A-Za-z0-9_:<])<(/?)({_HTML_NAMES})(\s[^<>\n]*)?/?>", re.I)
+_LINE_BREAK_TAGS = frozenset({"br", "hr"})
+_VOID_RESIDUE = frozenset({"br", "hr", "img", "wbr"})
+# "<table>标签" / "the <p> element" / "“<div>”": the text talks about the tag
+_MENTION_AFTER = re.compile(r"\s*(?:标签|元素|节点|属性|tags?\b|elements?\b|[\"'”’」』])", re.I)
+_ENTITY_RE = re.compile(r"&(?:nbsp|amp|lt|gt|quot|apos|ensp|emsp|middot|hellip|mdash|ndash|ldquo|rdquo|lsquo|rsquo|"
+                        r"#\d{2,6}|#x[0-9a-fA-F]{2,5});", re.I)
 
 
 @register("html_stripper")
 class HtmlStripper(Normalizer):
-    """Strip HTML/XML tags and entities, keeping paragraph breaks at block tags.
+    """Strip HTML tags and entities that are page residue, keeping paragraph breaks.
 
-    Regex-based on purpose: it is fast and tolerant of the broken markup found in web
-    dumps; for main-content extraction run a real extractor before thresher.
+    Pretraining text (``web`` mode): every HTML element tag goes, block tags become line
+    breaks, ``<script>``/``<style>`` bodies are dropped; code spans stay.  Dialogue turns
+    (``residue`` mode): an answer that *shows* markup teaches it, so only residue goes --
+    ``<br>``/``<img>``, tags with attributes, and tags whose closing tag is also present --
+    never a tag the text talks about (``<table>标签``), a generic (``vector<int>``), a line
+    that is only markup (an HTML example) or anything inside code.  Regex-based on purpose:
+    fast and tolerant of broken markup; for main-content extraction use html_content_extractor.
     """
-    defaults = {"drop_elements": True}
+    defaults = {**Normalizer.base_defaults, "drop_elements": True, "dialogue_mode": "residue"}
+
+    def setup(self, ctx) -> None:
+        if self.dialogue_mode not in ("residue", "web", "off"):
+            raise ValueError(f"html_stripper.dialogue_mode: {self.dialogue_mode!r} not in residue|web|off")
+
+    def text_fn(self, record: Record):
+        mode = "web" if record.kind == "text" else self.dialogue_mode
+        if mode == "off":
+            return lambda t: t
+        fn = self.fn if mode == "web" else self.residue_fn
+        if not self.protect_structure:
+            return fn
+        return lambda t: apply_outside(t, fn, code_only=(mode == "web"))
 
     def fn(self, text: str) -> str:
         if not _HTML_PROBE.search(text):
@@ -198,26 +249,56 @@ class HtmlStripper(Normalizer):
         text = _NL_RUN.sub(lambda m: "\n\n" if m.group(0).count("\n") > 1 else "\n", text)
         return text.strip()
 
+    @staticmethod
+    def residue_fn(text: str) -> str:
+        if not _HTML_PROBE.search(text):
+            return text
+        if "<" in text:
+            tags = list(_TAG_PARTS.finditer(text))
+            closed = {m.group(2).lower() for m in tags if m.group(1)}
+            opened = {m.group(2).lower() for m in tags if not m.group(1)}
+            paired = closed & opened
+
+            def strip(m: re.Match) -> str:
+                name = m.group(2).lower()
+                if _MENTION_AFTER.match(text, m.end()) or (m.start() and text[m.start() - 1] in "\"'“‘「『"):
+                    return m.group(0)
+                if name in _VOID_RESIDUE or name in paired or m.group(3):
+                    return "\n" if name in _LINE_BREAK_TAGS else ""
+                return m.group(0)
+            text = _TAG_PARTS.sub(strip, text)
+        if "&" in text:
+            text = _ENTITY_RE.sub(lambda m: html.unescape(m.group(0)), text)
+        return text
+
 
 # ---------------------------------------------------------------------------
 @register("punctuation_collapser")
 class PunctuationCollapser(Normalizer):
-    """Collapse runs of the same punctuation mark (！！！ -> ！, ?? -> ?, ..... -> ...).
+    """Collapse runs of the same punctuation mark (！！！ -> ！, ??? -> ?, ..... -> ...).
 
-    Markdown markers (``-``, ``#``, ``*``, ``=``, backticks) and the Chinese dash ——
-    are never touched; ellipses keep their conventional length (... and ……).
+    Chinese marks collapse from ``min_run`` repeats; ASCII marks from ``ascii_min_run``
+    (default 3) because two of them are syntax more often than emphasis: ``a ?? b``,
+    ``for (;;)``, ``~~strike~~``.  Markdown markers (``-``, ``#``, ``*``, ``=``, backticks)
+    and the Chinese dash —— are never touched; ellipses keep their conventional length
+    (... and ……).
     """
-    defaults = {"marks": "，。！？、；：!?,;～~", "min_run": 2}
+    defaults = {**Normalizer.base_defaults, "marks": "，。！？、；：～!?", "min_run": 2, "ascii_min_run": 3}
 
     def setup(self, ctx) -> None:
-        marks = re.escape(self.marks)
-        n = max(2, self.min_run)
-        self._run = re.compile(f"([{marks}])\\1{{{n - 1},}}")
+        wide = re.escape("".join(c for c in self.marks if not c.isascii()))
+        narrow = re.escape("".join(c for c in self.marks if c.isascii()))
+        runs = []
+        if wide:
+            runs.append(f"([{wide}])\\1{{{max(2, self.min_run) - 1},}}")
+        if narrow:
+            runs.append(f"([{narrow}])\\{len(runs) + 1}{{{max(2, self.ascii_min_run) - 1},}}")
+        self._run = re.compile("|".join(runs)) if runs else None
         self._dots = re.compile(r"\.{4,}")
         self._ell = re.compile("…{3,}")
 
     def fn(self, text: str) -> str:
-        out = self._run.sub(r"\1", text)
+        out = self._run.sub(lambda m: m.group(0)[0], text) if self._run else text
         if "...." in out:
             out = self._dots.sub("...", out)
         if "………" in out:
@@ -227,37 +308,46 @@ class PunctuationCollapser(Normalizer):
 
 # ---------------------------------------------------------------------------
 _CJK_OR_PUNCT = CJK_RANGES + re.escape(CJK_PUNCT)
+_ODD_SPACE = "\\t\\u3000\\xa0\\u2000-\\u200a\\u202f\\u205f"
 
 
 @register("whitespace_normalizer")
 class WhitespaceNormalizer(Normalizer):
-    """Remove spaces next to CJK characters, squeeze other space runs, keep newlines.
+    """Remove spaces next to CJK characters, squeeze other space runs, keep line structure.
 
-    Paragraph structure matters downstream (dup-line rules, chunking), so line breaks
-    are kept; only 3+ newlines become one blank line.
+    A line's indentation is kept (nested Markdown lists, continuation lines) unless the line
+    starts with Chinese text (the full-width paragraph indent 　　 of web pages); the space
+    after a heading or list marker (``# 标题``, ``- 项``, ``1. 项``) is never removed because
+    only spaces between CJK and a letter, digit or CJK character go.  Paragraph structure
+    matters downstream (dup-line rules, chunking), so line breaks are kept; only runs of
+    more than ``max_blank_lines`` blank lines are squeezed.
     """
-    defaults = {"cjk_latin_space": False, "max_blank_lines": 1}
+    defaults = {**Normalizer.base_defaults, "cjk_latin_space": False, "max_blank_lines": 1}
 
     def setup(self, ctx) -> None:
-        sp = "[ \\t\\u3000\\xa0\\u2000-\\u200a\\u202f\\u205f]"
-        self._sp_run = re.compile(f"{sp}{{2,}}|[\\t\\u3000\\xa0\\u2000-\\u200a\\u202f\\u205f]")
-        # space with CJK (or CJK punctuation) on either side
+        sp = f"[ {_ODD_SPACE}]"
+        cjk = f"[{_CJK_OR_PUNCT}]"
+        # inside a line: runs of spaces and odd spaces become one space (indentation untouched)
+        self._sp_run = re.compile(f"(?<=[^\\s]){sp}{{2,}}|(?<=[^\\s])[{_ODD_SPACE}]")
+        self._cjk_indent = re.compile(f"^{sp}+(?={cjk})", re.M)
+        self._trailing = re.compile(f"{sp}+$", re.M)
         if self.cjk_latin_space:  # keep "使用 Python 进行" spacing; only remove between two CJK
-            self._cjk_sp = re.compile(f"(?<=[{_CJK_OR_PUNCT}]) +(?=[{_CJK_OR_PUNCT}])")
+            self._cjk_sp = re.compile(f"(?<={cjk}) +(?={cjk})")
         else:
-            self._cjk_sp = re.compile(f"(?<=[{_CJK_OR_PUNCT}]) +| +(?=[{_CJK_OR_PUNCT}])")
-        self._edges = re.compile(r"[ \t]+\n|\n[ \t]+")
-        self._blank = re.compile("\n{%d,}" % (self.max_blank_lines + 2))
+            self._cjk_sp = re.compile(f"(?<={cjk}) +(?=[{_CJK_OR_PUNCT}A-Za-z0-9])|(?<=[A-Za-z0-9]) +(?={cjk})")
+        self._blank = re.compile("\\n{%d,}" % (self.max_blank_lines + 2))
         self._nl = "\n" * (self.max_blank_lines + 1)
+        self._lead_blank = re.compile(f"\\A(?:{sp}*\\n)+")
 
     def fn(self, text: str) -> str:
         out = self._sp_run.sub(" ", text)
-        if " " in out:
+        if " " in out or "\u3000" in out or "\xa0" in out:
+            out = self._cjk_indent.sub("", out)
+            out = self._trailing.sub("", out)
             out = self._cjk_sp.sub("", out)
-            out = self._edges.sub("\n", out)
         if "\n\n\n" in out:
             out = self._blank.sub(self._nl, out)
-        return out.strip(" \n")
+        return self._lead_blank.sub("", out).rstrip()
 
 
 # ---------------------------------------------------------------------------
@@ -268,7 +358,7 @@ class T2SConverter(Normalizer):
     OpenCC's pure-Python port is slow, so a text is only converted when it contains a
     character that the t2s dictionary maps (one regex scan otherwise).
     """
-    defaults = {"config": "t2s"}
+    defaults = {**Normalizer.base_defaults, "config": "t2s"}
 
     def setup(self, ctx) -> None:
         import opencc  # opencc-python-reimplemented
