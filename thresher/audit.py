@@ -62,6 +62,8 @@ class _Strata:
 
     def offer(self, reason: str, rec: dict) -> None:
         self.totals[reason] += 1
+        if self.k <= 0:
+            return
         h = hashlib.blake2b(f"{self.seed}:{rec.get('id')}".encode(), digest_size=8).digest()
         key = -int.from_bytes(h, "big")  # max-heap of the k smallest hashes
         heap = self.heaps[(reason, rec.get("source", ""))]

@@ -31,7 +31,7 @@ def _sft_fixture(d):
         {"instruction": "介绍一下长城", "input": "", "output": "长城是中国古代的军事防御工程，始建于春秋战国时期，全长两万多公里。"},
         {"instruction": "写首诗", "input": "", "output": "作为一个AI语言模型，我无法真正体会诗歌，但我可以尝试写一首。"},
         {"instruction": "请解释什么是机器学习？", "input": "", "output": "请解释什么是机器学习"},
-        {"instruction": "介绍一下黄河", "input": "", "output": "黄河是中国第二长河，发源于青海省巴颜喀拉山脉，流经九个省区，最终注入"},
+        {"instruction": "介绍一下黄河", "input": "", "output": "黄河是中国第二长河，发源于青海省巴颜喀拉山脉，流经九个省区，最终注入渤海。它的主要支流包括"},
     ]
     p = d / "sft_alpaca.jsonl"
     p.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in rows) + "\n", encoding="utf-8")
@@ -58,11 +58,13 @@ def test_pretrain_recipe_end_to_end(tmp_path):
     stats, kept, rejected = _run("pretrain-zh", [_web_fixture(tmp_path)], tmp_path / "out")
     assert stats["conserved"] and stats["counts"]["in"] == 6
     texts = [r.text for r in kept]
-    assert len(kept) == 2, [r.meta.get("reject") for r in rejected]
-    assert any("<PHONE>" in t for t in texts)
+    # the two good documents are one text (one HTML-wrapped): minhash keeps one of them
+    assert len(kept) == 1, [r.meta.get("reject") for r in rejected]
+    assert any("<PHONE>" in t for t in texts + [r.text for r in rejected])
+    assert all("13812345678" not in (r.text or "") for r in kept + rejected)
     assert all("<p>" not in t and "x()" not in t and "　" not in t for t in texts)
     reasons = {r.meta["reject"]["reason"] for r in rejected}
-    assert {"too_short", "wrong_language", "blacklist:gambling"} <= reasons
+    assert {"too_few_words", "wrong_language", "blacklist:gambling", "near_dup"} <= reasons
     assert reasons & {"dup_line_frac", "dup_ngram", "top_ngram"}
     per_stage = stats["stages"]
     assert any("pii_masker" in k for k in per_stage)

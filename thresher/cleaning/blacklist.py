@@ -8,7 +8,17 @@ per 1000 characters; a category fires only when *both* its ``min_hits`` and its
 ``max_per_kchar`` are reached, so one mention of 赌博 in a long news article about a
 crackdown is kept while a gambling ad that repeats 百家乐 is not.
 
-ASCII terms match on word boundaries only (``ass`` must not fire inside ``class``).
+ASCII terms match on word boundaries only (``ass`` must not fire inside ``class``); CJK
+terms only where the jieba segmentation of the text has a word boundary at both ends of the
+match, so ``废物`` fires in 他真是个废物 but not in 固体废物, and ``大麻`` not in 放大麻烦.  The
+text is segmented only when the automaton found a CJK candidate, so clean text costs one scan.
+
+Dialogue: by default only the assistant side is judged (``roles``: assistant turns and a
+DPO ``chosen`` answer).  Safety SFT sets are *made of* insulting or harmful user requests
+with calm answers; judging the user turn would throw away exactly those.  A category can be
+scoped differently with ``category_roles`` (e.g. ``{porn: [user, assistant]}``).  Each
+judged turn is measured on its own (a short insulting answer is short even in a long
+conversation); a failing turn is handled by ``on_turn_failure`` (:mod:`.turns`).
 
 Short texts (comments, posts, single turns) carry no "density" evidence: one insult in a
 40-character comment *is* the comment.  ``short_min_hits`` lowers ``min_hits`` per
@@ -22,6 +32,7 @@ import os
 
 from ..pipeline import Stage, register
 from ..records import Record
+from .turns import ANSWER_ROLES, TURN_POLICIES, apply_turn_failures, judged_turns
 
 BLACKLIST_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "blacklists")
 # safety categories are separate files so each can be turned on or off
@@ -50,7 +61,9 @@ def available_categories() -> list[str]:
 class Matcher:
     """One automaton over every category's terms; ``counts(text)`` -> {category: hits}."""
 
-    def __init__(self, lists: dict[str, list[str]]):
+    def __init__(self, lists: dict[str, list[str]], segment_cjk: bool = True):
+        self._segmenter = None
+        self.segment_cjk = segment_cjk
         import ahocorasick
         self.automaton = ahocorasick.Automaton()
         merged: dict[str, set[str]] = {}
@@ -70,21 +83,45 @@ class Matcher:
         low = text.lower()
         out: dict[str, int] = {}
         n = len(low)
+        bounds = None
         for end, (length, cats, ascii_word) in self.automaton.iter(low):
+            start = end - length + 1
             if ascii_word:
-                start = end - length + 1
                 if (start > 0 and low[start - 1].isascii() and low[start - 1].isalnum()) or (
                         end + 1 < n and low[end + 1].isascii() and low[end + 1].isalnum()):
+                    continue
+            elif self.segment_cjk:
+                if bounds is None:
+                    bounds = self.word_boundaries(low)
+                if start not in bounds or end + 1 not in bounds:
                     continue
             for c in cats:
                 out[c] = out.get(c, 0) + 1
         return out
 
+    def word_boundaries(self, text: str) -> set[int]:
+        """Character offsets where a jieba word starts or ends."""
+        if self._segmenter is None:
+            from ._segment import Segmenter
+            self._segmenter = Segmenter()
+        bounds = {0, len(text)}
+        pos = 0
+        for w in self._segmenter.lcut(text):
+            i = text.find(w, pos)
+            if i < 0:
+                continue
+            bounds.add(i)
+            pos = i + len(w)
+            bounds.add(pos)
+        return bounds
+
 
 @register("blacklist_filter")
 class BlacklistFilter(Stage):
     defaults = {"categories": list(DEFAULT_CATEGORIES), "extra_lists": [], "thresholds": {},
-                "default_threshold": [2, 2.0], "short_text_chars": 0, "short_min_hits": {}}
+                "default_threshold": [2, 2.0], "short_text_chars": 0, "short_min_hits": {},
+                "word_boundaries": True, "roles": list(ANSWER_ROLES), "category_roles": {},
+                "on_turn_failure": "reject"}
 
     def setup(self, ctx) -> None:
         lists: dict[str, list[str]] = {}
@@ -96,9 +133,18 @@ class BlacklistFilter(Stage):
         for path in self.extra_lists:
             cat = os.path.splitext(os.path.basename(path))[0]
             lists.setdefault(cat, []).extend(read_list(path))
+        unknown = sorted(set(self.thresholds) - set(lists))
+        if unknown:
+            raise ValueError(f"blacklist_filter.thresholds: {unknown} are not enabled categories {sorted(lists)}")
+        if self.on_turn_failure not in TURN_POLICIES:
+            raise ValueError(f"blacklist_filter.on_turn_failure: {self.on_turn_failure!r} not in {TURN_POLICIES}")
         self._thr = {cat: tuple(self.thresholds.get(cat, DEFAULT_THRESHOLDS.get(cat, self.default_threshold)))
                      for cat in lists}
-        self.matcher = Matcher(lists)
+        self.matcher = Matcher(lists, self.word_boundaries)
+        self._role_cats: dict[str, set[str]] = {}
+        for cat in lists:
+            for role in self.category_roles.get(cat, self.roles):
+                self._role_cats.setdefault(role, set()).add(cat)
 
     def _min_hits(self, cat: str, short: bool) -> int:
         if short and cat in self.short_min_hits:
@@ -109,15 +155,36 @@ class BlacklistFilter(Stage):
         kchars = max(len(text), 1) / 1000
         return {c: {"hits": n, "per_kchar": round(n / kchars, 3)} for c, n in self.matcher.counts(text).items()}
 
-    def process(self, record: Record) -> Record:
-        text = record.full_text()
+    def fired(self, text: str, cats: set[str] | None = None) -> tuple[dict, list[tuple[str, dict]]]:
+        """(measurement, categories over their thresholds, worst first) of one text."""
         m = self.measure(text)
-        record.signals()["blacklist"] = m
+        if cats is not None:
+            m = {c: v for c, v in m.items() if c in cats}
         short = len(text) < self.short_text_chars
-        fired = [(c, v) for c, v in sorted(m.items())
-                 if v["hits"] >= self._min_hits(c, short) and v["per_kchar"] >= self._thr[c][1]]
-        if fired:
-            cat, v = max(fired, key=lambda cv: cv[1]["per_kchar"])
-            return self.reject(record, f"blacklist:{cat}", v["per_kchar"], self._thr[cat][1], hits=v["hits"],
-                               categories=[c for c, _ in fired])
-        return record
+        hot = [(c, v) for c, v in sorted(m.items())
+               if v["hits"] >= self._min_hits(c, short) and v["per_kchar"] >= self._thr[c][1]]
+        return m, sorted(hot, key=lambda cv: -cv[1]["per_kchar"])
+
+    def process(self, record: Record) -> Record:
+        if record.kind == "text":
+            m, hot = self.fired(record.text or "")
+            record.signals()["blacklist"] = m
+            if hot:
+                cat, v = hot[0]
+                return self.reject(record, f"blacklist:{cat}", v["per_kchar"], self._thr[cat][1], hits=v["hits"],
+                                   categories=[c for c, _ in hot])
+            return record
+        return self._process_dialogue(record)
+
+    def _process_dialogue(self, record: Record) -> Record:
+        judged = [(i, role, t) for i, role, t in judged_turns(record, tuple(self._role_cats))]
+        # the record-level measurement keeps its documented shape, over the judged text only
+        record.signals()["blacklist"] = self.measure("\n".join(t for _, _, t in judged))
+        failures = []
+        for i, role, text in judged:
+            _, hot = self.fired(text, self._role_cats.get(role))
+            if hot:
+                cat, v = hot[0]
+                failures.append((i, f"blacklist:{cat}", v["per_kchar"], self._thr[cat][1],
+                                 {"hits": v["hits"], "categories": [c for c, _ in hot], "role": role}))
+        return apply_turn_failures(self, record, failures, self.on_turn_failure)

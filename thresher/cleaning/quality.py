@@ -13,19 +13,22 @@ Fusing matters for speed: the jieba segmentation and the line split are shared b
 dozen rules instead of being recomputed by a dozen stages.
 
 SFT/DPO records are measured per turn: length is taken over the whole conversation
-and the repetition / special-character / mojibake signals over each turn with at
-least ``sft_min_turn_chars`` characters, aggregated as the worst turn.  Document-only
-rules (line punctuation, stop words, newline ratio, word counts, ToC) do not apply to
-dialogue turns.
+and the repetition / special-character / mojibake signals over each judged turn
+(``sft_roles``: the answers by default, not the user's request) with at least
+``sft_min_turn_chars`` characters, aggregated as the worst turn; a failing turn is
+handled by ``on_turn_failure`` (cleaning/turns.py).  Document-only rules (line
+punctuation, stop words, newline ratio, word counts, ToC) do not apply to dialogue turns.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 
 from ..pipeline import Stage, register
 from ..records import Record
 from ._segment import Segmenter
+from .turns import ANSWER_ROLES, apply_turn_failures, judged_turns
 from ._text import (CJK_RANGES, CLOSERS, LATIN_RE, PUNCT_CHARS, SPECIAL_RE, TERMINAL, cjk_count, count_chars,
                     nonspace_len, uncommon_cjk_re)
 
@@ -47,7 +50,8 @@ _OPTION_MARK = re.compile(r"(?m)^[ \t]*[A-Za-z][.．、)）:：]")
 # FineWeb-2 cmn_Hani stop words (huggingface/fineweb-2 configs/cmn_Hani.yml)
 FW2_CMN_STOPWORDS = ["的", "年", "在", "月", "是", "和", "日", "了", "於", "·", "為", "有", "被", "人", "中", "为",
                      "他", "與", "後", "也", "而", "由"]
-_STOP_CHARS = re.compile("[" + "".join(FW2_CMN_STOPWORDS) + "]")
+# t2s_converter turns the list's 於 與 後 into 于 与 后: their Simplified forms count too [ours]
+ZH_STOPWORDS = FW2_CMN_STOPWORDS + ["于", "与", "后"]
 
 
 def _dup_stats(items: list[str]) -> tuple[int, int]:
@@ -100,18 +104,19 @@ def dup_ngram_chars(words: list[str], n: int, grams: list | None = None) -> int:
     return rep
 
 
-# word -> (is punctuation, has a letter/ideograph): jieba output repeats a small vocabulary,
-# so classifying each distinct word once per process beats a Python call per token
-_WORD_FLAGS: dict[str, tuple[bool, bool]] = {}
+# word -> (no letter/digit, has a letter/ideograph, symbol junk): jieba output repeats a small
+# vocabulary, so classifying each distinct word once per process beats a Python call per token
+_WORD_FLAGS: dict[str, tuple[bool, bool, bool]] = {}
 _WORD_FLAGS_MAX = 500_000
 
 
-def _word_flags(w: str) -> tuple[bool, bool]:
+def _word_flags(w: str) -> tuple[bool, bool, bool]:
     f = _WORD_FLAGS.get(w)
     if f is None:
         if len(_WORD_FLAGS) >= _WORD_FLAGS_MAX:
             _WORD_FLAGS.clear()
-        f = _WORD_FLAGS[w] = (_is_punct(w), _has_alpha(w))
+        p = _is_punct(w)
+        f = _WORD_FLAGS[w] = (p, _has_alpha(w), p and _is_symbol_junk(w))
     return f
 
 
@@ -135,9 +140,12 @@ class ZhQualityFilter(Stage):
         "max_toc_ratio": 0.5, "max_short_field_ratio": 0.7, "min_fields_for_table": 12,
         # encoding damage / garbage
         "min_common_char_ratio": 0.9, "max_latin1_mojibake": 0.5, "max_garbled_islands": 8.0,
-        "min_avg_line_len": 10.0, "min_lines_for_line_rules": 3, "min_stopwords": 2, "stopwords": list(FW2_CMN_STOPWORDS),
-        # SFT/DPO
-        "sft_min_turn_chars": 30,
+        "min_avg_line_len": 10.0, "min_lines_for_line_rules": 3, "min_stopwords": 2, "stopwords": list(ZH_STOPWORDS),
+        "min_repetition_words": None,
+        # SFT/DPO: judged turns, minimum turn length for any signal / for repetition ratios,
+        # and what a failing turn does (reject | truncate | drop_pair, see cleaning/turns.py)
+        "sft_min_turn_chars": 30, "sft_min_repetition_chars": 200, "sft_roles": list(ANSWER_ROLES),
+        "on_turn_failure": "reject",
     }
 
     def setup(self, ctx) -> None:
@@ -191,7 +199,7 @@ class ZhQualityFilter(Stage):
                 # a dialogue turn's fill-in blanks (________) or separators (------) are one mark, not a
                 # run of repeated "words" that n-gram repetition would count
                 words = _collapse_symbol_runs(words)
-            self._word_signals(s, words, text, lines)
+            self._word_signals(s, words, text, lines, doc)
         if doc:
             s["punct"] = len(_PUNCT_ANY.findall(text)) if n < 2000 else (1 if _PUNCT_ANY.search(text) else 0)
             s["line_punct_ratio"] = round(sum(1 for ln in lines if ln.rstrip(_CLOSERS).endswith(_ENDS)) / nl, 4)
@@ -200,29 +208,45 @@ class ZhQualityFilter(Stage):
             fields = [f for f in _FIELD_SPLIT.split(text) if f.strip()]
             s["fields"] = len(fields)
             s["short_field_ratio"] = round(sum(1 for f in fields if len(f.strip()) <= 3) / (len(fields) or 1), 4)
-            if "stopwords" not in s:
-                s["stopwords"] = count_chars(self._stop_chars, text) if self._stop_chars else 0
+            # distinct stop characters, not jieba tokens: jieba glues 是/有/人 into 不是/没有/别人,
+            # so a 100-character fiction paragraph showed 1 distinct stop token (issue 11 audit)
+            if self._stop_chars:
+                s["stopwords"] = len(set(self._stop_chars.findall(text)))
+            elif "stopwords" not in s:
+                s["stopwords"] = 0
         return s
 
-    def _word_signals(self, s: dict, words: list[str], text: str, lines: list[str]) -> None:
+    def _word_signals(self, s: dict, words: list[str], text: str, lines: list[str], doc: bool = False) -> None:
+        """Word statistics.  ``words`` counts tokens with a letter or digit (datatrove's
+        "non-symbol words"); ``alpha_word_ratio`` is their share among the tokens that are not
+        prose punctuation, so numbers, quotes and dialogue marks (：“”) are not junk, symbols
+        (★ ■ → emoji) are; ``stopwords`` counts DISTINCT stop words as FineWeb-2 does.  For a
+        document (``doc``) the n-gram repetition runs on the words without punctuation, as
+        Gopher's whitespace words carry their punctuation and so never repeat it alone."""
         nw = len(words)
-        s["words"] = nw
+        s["tokens"] = nw
         # one pass over the distinct words (Counter counts in C) instead of three over all tokens
-        content_n = content_len = alpha = stop = 0
+        content_n = content_len = junk = 0
+        stop: set[str] = set()
+        punct: set[str] = set()
         stopset = self._stop
         for w, c in Counter(words).items():
-            is_p, has_a = _word_flags(w)
+            is_p, _, is_j = _word_flags(w)
             if not is_p:
                 content_n += c
                 content_len += c * len(w)
-            if has_a:
-                alpha += c
+            else:
+                punct.add(w)
+                junk += c if is_j else 0
             if w in stopset:
-                stop += c
+                stop.add(w)
+        s["words"] = content_n
         s["avg_word_len"] = round(content_len / content_n, 3) if content_n else 0.0
-        s["alpha_word_ratio"] = round(alpha / nw, 4) if nw else 0.0
+        s["alpha_word_ratio"] = round(content_n / (content_n + junk), 4) if content_n + junk else 0.0
         s["newline_ratio"] = round(text.count("\n") / nw, 4) if nw else 0.0
-        s["stopwords"] = stop
+        s["stopwords"] = len(stop)
+        if doc and punct:
+            words = [w for w in words if w not in punct]
         total = len(text) or 1
         # no repeated bigram means no repeated n-gram of any length: every repetition signal is 0
         bigrams = list(zip(words, words[1:]))
@@ -305,7 +329,7 @@ class ZhQualityFilter(Stage):
         for key, reason, pairs in (("top_ngram_frac", "top_ngram", self.top_ngrams),
                                    ("dup_ngram_frac", "dup_ngram", self.dup_ngrams)):
             fr = s.get(key)
-            if not fr:
+            if not fr or not self._long_enough_for_repetition(s):
                 continue
             for k, thr in pairs:
                 v = fr.get(str(k), 0.0)
@@ -314,11 +338,16 @@ class ZhQualityFilter(Stage):
                     break
         return out
 
+    def _long_enough_for_repetition(self, s: dict) -> bool:
+        # two repeats of a 3-word phrase are 20% of a 60-character paragraph: on a short
+        # document the Gopher ratios measure phrasing, not spam (issue 11 audit: top_ngram 1/20)
+        need = self.min_repetition_words
+        return need is None or "words" not in s or s["words"] >= need
+
     def process(self, record: Record) -> Record:
-        if record.kind == "text":
-            s = self.measure(record.text or "")
-        else:
-            s = self._measure_dialogue(record)
+        if record.kind != "text":
+            return self._process_dialogue(record)
+        s = self.measure(record.text or "")
         record.signals()["quality"] = s
         fails = self.failures(s)
         if fails:
@@ -329,17 +358,37 @@ class ZhQualityFilter(Stage):
             return self.reject(record, reason, value, thr, **extra)
         return record
 
-    def _measure_dialogue(self, record: Record) -> dict:
-        """Conversation-level length, worst-turn repetition/encoding signals."""
+    def _process_dialogue(self, record: Record) -> Record:
+        s, failures = self._measure_dialogue(record)
+        record.signals()["quality"] = s
+        conv = [f for f in self.failures({"chars": s["chars"]}) if f[0] in _CONVERSATION_RULES]
+        if conv:  # the conversation as a whole is too short / too long: no turn to cut
+            reason, value, thr, *_ = conv[0]
+            return self.reject(record, reason, value, thr)
+        return apply_turn_failures(self, record, failures, self.on_turn_failure)
+
+    def _measure_dialogue(self, record: Record) -> tuple[dict, list]:
+        """Conversation length, and per judged turn (the answers by default) the repetition /
+        encoding signals and their failures; the record keeps the worst turn's values.
+
+        Top-n-gram and duplicate-line ratios only mean something on a turn long enough to
+        repeat itself (``sft_min_repetition_chars``): in a 60-character answer two repeats
+        of a formula exceed any such ratio."""
         full = record.full_text()
         agg: dict = {"chars": len(full), "turns": 0}
+        failures = []
         worst_hi = ("special_ratio", "dup_line_frac", "dup_line_char_frac", "dup_para_frac", "latin1_mojibake",
                     "garbled_islands")
-        for role, text in record.segments():
+        for i, role, text in judged_turns(record, tuple(self.sft_roles)):
             if len(text) < self.sft_min_turn_chars:
                 continue
             agg["turns"] += 1
             t = self.measure(text, doc=False)
+            short = len(text) < self.sft_min_repetition_chars
+            for f in self.failures(t):
+                if f[0] not in _TURN_RULES or (short and f[0] in _SHORT_TURN_EXEMPT):
+                    continue
+                failures.append((i, f[0], f[1], f[2], {"n": f[3], "role": role} if len(f) > 3 else {"role": role}))
             for k in worst_hi:
                 agg[k] = max(agg.get(k, 0.0), t[k])
             agg["common_char_ratio"] = min(agg.get("common_char_ratio", 1.0), t["common_char_ratio"])
@@ -348,11 +397,19 @@ class ZhQualityFilter(Stage):
                     cur = agg.setdefault(key, {})
                     for k, v in t[key].items():
                         cur[k] = max(cur.get(k, 0.0), v)
-        return agg
+        return agg, failures
 
 
 _PUNCT_SET = frozenset(PUNCT_CHARS)
 _LINE_RULES = frozenset({"line_punct_ratio", "short_lines"})
+# judged on a whole conversation, never on one turn
+_CONVERSATION_RULES = frozenset({"too_short", "too_long", "too_few_words", "too_many_words"})
+# judged on one dialogue turn (document-only rules such as stop words or line punctuation are not)
+_TURN_RULES = frozenset({"special_char_ratio", "dup_line_frac", "dup_para_frac", "dup_line_char_frac", "mojibake",
+                         "garbled_mixed", "top_ngram", "dup_ngram"})
+# ratios that a short answer exceeds by stating one formula twice; dup_ngram (a 10-word n-gram
+# repeated over most of the turn) still applies: "好的好的好的…" is junk at any length
+_SHORT_TURN_EXEMPT = frozenset({"top_ngram", "dup_line_frac", "dup_line_char_frac", "dup_para_frac"})
 
 
 def _collapse_symbol_runs(words: list[str]) -> list[str]:
@@ -372,3 +429,8 @@ def _is_punct(w: str) -> bool:
 
 def _has_alpha(w: str) -> bool:
     return any(c.isalpha() for c in w)
+
+
+def _is_symbol_junk(w: str) -> bool:
+    """A token of symbols (★ ■ → ㎡ emoji), not of prose punctuation (Unicode P*, ，。“” …)."""
+    return any(c not in _PUNCT_SET and not unicodedata.category(c).startswith("P") for c in w)

@@ -1,11 +1,25 @@
 """SFT-aware checks of conversations and preference pairs, per turn.
 
-A short answer like "好的。" is fine in a dialogue, so the length rules here are per
-turn with dialogue-sized defaults.  Flags (reason codes): ``empty_turn``,
-``answer_repeats_question``, ``refusal`` (boilerplate such as 作为一个AI语言模型…),
-``truncated_answer`` (ends mid-sentence), ``turn_too_long``.  With ``action: flag`` a
-record is only annotated (``signals["sft"]["flags"]``), with ``reject`` the first
-flag rejects it.
+A short answer like "好的。" or "2" is fine in a dialogue, so the length rules here are per
+turn with dialogue-sized defaults.  Reason codes:
+
+* ``empty_turn`` / ``turn_too_long`` -- any turn;
+* ``answer_repeats_question`` -- the answer echoes its question (char-bigram Jaccard);
+* ``refusal`` -- the answer declines or only disclaims (作为一个AI语言模型…) *and* the request
+  is benign.  Refusing a harmful request is what safety SFT teaches, so that answer is kept
+  and tagged ``signals.sft.refusals = {"harmful_request": n}``; a disclaimer followed by a
+  real answer is not a refusal; an honest capability limit (我无法浏览网页) with help is kept;
+* ``truncated_answer`` -- real truncation signals only: an unclosed code fence, an unclosed
+  bracket at the end, an answer ending on a comma/enumeration mark or an announcing colon,
+  or ending on a connective word (…以及 / …because).  A missing 。, a hashtag, a sign-off or
+  a sentence-final particle (…呢) is not truncation;
+* ``placeholder_answer`` -- ``<nooutput>``, ``<无输出>``, ``N/A``, ``XX``… instead of an answer;
+* ``translated_code`` -- code whose keywords were machine-translated (``def 阶乘（数量）：``,
+  ``返回阶乘``): it teaches syntax that does not exist;
+* ``identical_pair`` -- a DPO pair whose chosen and rejected answers are the same.
+
+With ``action: flag`` a record is only annotated (``signals["sft"]["flags"]``); with
+``reject`` a failing turn is handled by ``on_turn_failure`` (:mod:`.turns`).
 """
 from __future__ import annotations
 
@@ -13,20 +27,62 @@ import re
 
 from ..pipeline import Stage, register
 from ..records import Record
+from .turns import ANSWER_ROLES, CHOSEN, REJECTED, TURN_POLICIES, apply_turn_failures
 
-DEFAULT_REFUSALS = [
-    "作为一个ai语言模型", "作为一个人工智能语言模型", "作为ai语言模型", "作为一个ai助手", "作为一名ai语言模型",
-    "作为一个语言模型", "作为人工智能，我", "我只是一个ai", "我只是一个语言模型", "我是一个ai语言模型",
-    "我无法提供此类", "我不能提供此类", "抱歉，我无法回答", "很抱歉，我不能回答", "对不起，我无法", "我没有个人观点",
-    "我没有个人情感", "as an ai language model", "as a language model", "i'm sorry, but i cannot",
-    "i am sorry, but i cannot", "i cannot fulfill", "i'm unable to assist", "as an ai, i",
+CHECKS = ("empty_turn", "answer_repeats_question", "refusal", "truncated_answer", "turn_too_long",
+          "placeholder_answer", "translated_code", "identical_pair")
+
+# the answer declines to do what was asked
+DECLINE_PHRASES = [
+    "我无法提供此类", "我不能提供此类", "抱歉，我无法回答", "很抱歉，我不能回答", "对不起，我无法", "我无法回答这个问题",
+    "我不能回答这个问题", "我不能回答这类", "我无法回答这类", "我不能为您提供", "我无法为您提供", "我不会提供", "我不能帮助您",
+    "我无法帮助您", "我不能帮你", "我无法协助", "我不能协助", "我拒绝", "i'm sorry, but i cannot", "i am sorry, but i cannot",
+    "i cannot fulfill", "i'm unable to assist", "i can't assist", "i cannot assist", "i can't help with",
+    "i cannot help with", "i won't be able to help", "i must decline",
 ]
-# an answer may end with these and be complete
-_COMPLETE_END = re.compile(r"[。！？!?.…~～)）\]】」』”\"'’》>:：;；*`|\-—_=#%\d]\s*$|[\U0001F300-\U0001FAFF\u2600-\u27BF]\s*$")
-_ENDS_WORDY = re.compile(r"[\u4e00-\u9fffA-Za-z，,、]\s*$")
-_ENDS_COMMA = re.compile(r"[，,、]\s*$")
-_LIST_ITEM = re.compile(r"^(?:[-*•·]|\d{1,3}[.、)）]|[（(]\d{1,3}[)）]|[A-Za-z][.、)）])\s*")
-_INNER_PUNCT = re.compile("[，。；,;]")
+# boilerplate that frames an answer without declining
+DISCLAIMER_PHRASES = [
+    "作为一个ai语言模型", "作为一个人工智能语言模型", "作为ai语言模型", "作为一个ai助手", "作为一名ai语言模型",
+    "作为一个语言模型", "作为一个大语言模型", "作为人工智能，我", "我只是一个ai", "我只是一个语言模型", "我是一个ai语言模型",
+    "我没有个人观点", "我没有个人情感", "as an ai language model", "as a language model", "as an ai, i",
+]
+# the refusal cites ethics/legality/policy: on a benign request that is an over-refusal
+_POLICY_WORDS = re.compile("不道德|违法|非法|不合法|不适当|不合适|不恰当|违反|违背|政策|伦理|道德准则|有害|冒犯|"
+                           r"inappropriate|unethical|illegal|against (?:my|the) (?:policy|guidelines)|harmful|offensive", re.I)
+# a request that a responsible assistant declines; any one term is enough in a request
+HARM_TERMS = [
+    "杀死", "杀人", "谋杀", "杀害", "弄死", "自杀", "自残", "轻生", "炸弹", "爆炸物", "炸药", "毒品", "吸毒", "贩毒", "制毒", "冰毒",
+    "海洛因", "大麻", "枪支", "武器", "恐怖", "诈骗", "骗取", "诱骗", "骗钱", "偷窃", "盗窃", "偷东西", "抢劫", "黑客", "入侵",
+    "破解", "木马", "色情", "强奸", "性侵", "恋童", "洗钱", "走私", "贩卖", "逃税", "作弊", "伪造", "假证", "假币", "赌博",
+    "报复", "伤害他人", "虐待", "歧视", "侮辱", "辱骂", "霸凌", "欺负", "跟踪", "监视", "窃听", "偷拍", "隐私", "人肉", "违法",
+    "非法", "犯罪", "暴力", "袭击", "绑架", "勒索", "敲诈", "传销", "邪教", "颠覆", "下药", "投毒", "陷害", "骂人", "脏话",
+    "泄露", "删除证据", "逃避法律", "kill", "murder", "bomb", "weapon", "drugs", "hack into", "steal", "suicide", "porn",
+    "racist", "illegal", "explosive", "poison",
+]
+# a declined answer needs this many characters outside its refusal sentences to count as help
+_SENTENCE = re.compile(r"[^。！？!?\n]*[。！？!?\n]?")
+
+# --- truncation ---------------------------------------------------------------------------
+_ENDS_MID = re.compile(r"[，,、；;]\s*$")
+_ENDS_COLON = re.compile(r"[：:]\s*$")
+_OPENERS, _CLOSERS = "（([【「『“《{", "）)]】」』”》}"
+_FENCE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
+# words a sentence cannot end on: conjunctions, prepositions, the copula (…其中最著名的一段是)
+_ZH_CONNECTIVES = frozenset("和 与 及 以及 或 或者 并 并且 而且 但 但是 因为 所以 如果 例如 比如 包括 首先 然后 其次 以下 "
+                            "如下 即 是 在 把 被 将 对 从 向 为了 由于 通过 根据 关于 对于 包含 等于".split())
+_EN_CONNECTIVE = re.compile(r"\b(?:and|or|but|because|the|a|an|of|to|with|for|such as|including|that|which|is|are)\s*$",
+                            re.I)
+_TAIL_WORD = re.compile(r"[\u4e00-\u9fff]{1,8}\s*$")
+
+# --- placeholders and translated code -------------------------------------------------------
+_PLACEHOLDER = re.compile(r"^[\s<（(\[【「]*(?:nooutput|no output|noinput|无输出|无|暂无|略|n/?a|none|null|xx+|todo|"
+                          r"\.{3,}|…+|答案|输出)[\s>）)\]】」。.!！]*$", re.I)
+_PLACEHOLDER_TAG = re.compile(r"^\s*(?:<|&lt;)(?:nooutput|noinput|无输出)", re.I)
+# real code never puts full-width punctuation in a signature
+_TRANSLATED_SIGNATURE = re.compile(r"(?m)^\s*(?:def|class|function|public|private|static|void|int)\s*[^\n]*[（][^\n]*[）]\s*[：{]"
+                                   r"|^\s*(?:定义|函数)\s*[\w\u4e00-\u9fff]+\s*[（(][^\n]*[)）]\s*[：:{]")
+_TRANSLATED_KEYWORD_LINE = re.compile(r"(?m)^[ \t]*(?:返回|如果|否则|别的|对于|打印|而|当|同时|休息|继续|尝试|除了|导入)"
+                                      r"(?:[ \t（(]|[\u4e00-\u9fff]{1,6}\s*$|[^\n]*[：:]\s*$)")
 _NORM = re.compile(r"[\s\W_]+")
 
 
@@ -38,62 +94,123 @@ def _bigrams(t: str) -> set[str]:
     return {t[i:i + 2] for i in range(len(t) - 1)} if len(t) > 1 else {t}
 
 
+def _automaton(phrases: list[str]):
+    import ahocorasick
+    ac = ahocorasick.Automaton()
+    for p in phrases:
+        ac.add_word(p.lower(), p.lower())
+    if phrases:
+        ac.make_automaton()
+    return ac if phrases else None
+
+
+def _first(ac, text: str) -> str | None:
+    if ac is None:
+        return None
+    for _, p in ac.iter(text.lower()):
+        return p
+    return None
+
+
 @register("sft_turn_filter")
 class SftTurnFilter(Stage):
     applies_to = ("sft", "dpo")
     defaults = {"action": "reject", "min_turn_chars": 1, "max_turn_chars": 32000, "repeat_similarity": 0.9,
-                "refusal_phrases": [], "use_default_refusals": True, "truncation_min_chars": 20,
-                "truncation_min_line_chars": 30,
-                "check": ["empty_turn", "answer_repeats_question", "refusal", "truncated_answer", "turn_too_long"]}
+                "refusal_phrases": [], "use_default_refusals": True, "harm_terms": [],
+                "refusal_min_help_chars": 60, "truncation_min_chars": 20,
+                "on_turn_failure": "reject", "check": list(CHECKS)}
 
     def setup(self, ctx) -> None:
-        phrases = (DEFAULT_REFUSALS if self.use_default_refusals else []) + [p.lower() for p in self.refusal_phrases]
-        import ahocorasick
-        self._ac = ahocorasick.Automaton()
-        for p in phrases:
-            self._ac.add_word(p, p)
-        self._has_refusals = bool(phrases)
-        if phrases:
-            self._ac.make_automaton()
+        if self.action not in ("reject", "flag"):
+            raise ValueError(f"sft_turn_filter.action: {self.action!r} not in ['reject', 'flag']")
+        if self.on_turn_failure not in TURN_POLICIES:
+            raise ValueError(f"sft_turn_filter.on_turn_failure: {self.on_turn_failure!r} not in {TURN_POLICIES}")
+        unknown = sorted(set(self.check) - set(CHECKS))
+        if unknown:
+            raise ValueError(f"sft_turn_filter.check: unknown check(s) {unknown}; known: {list(CHECKS)}")
+        defaults = self.use_default_refusals
+        self._decline = _automaton((DECLINE_PHRASES if defaults else []) + list(self.refusal_phrases))
+        self._disclaim = _automaton(DISCLAIMER_PHRASES if defaults else [])
+        self._harm = _automaton(HARM_TERMS + list(self.harm_terms))
         self._on = set(self.check)
 
-    def answers(self, record: Record) -> list[tuple[str, str, str]]:
-        """(question, answer, role) for every assistant/chosen/rejected turn."""
+    # ------------------------------------------------------------------ measuring
+    def answers(self, record: Record) -> list[tuple[int, str, str, str]]:
+        """(turn index, question, answer, role) for every assistant/chosen/rejected turn."""
         out = []
         last_q = ""
-        for m in record.messages or ():
+        for i, m in enumerate(record.messages or ()):
             if m["role"] == "user":
                 last_q = m["content"]
             elif m["role"] == "assistant":
-                out.append((last_q, m["content"], "assistant"))
+                out.append((i, last_q, m["content"], "assistant"))
         if record.kind == "dpo":
-            out.append((last_q, record.chosen or "", "chosen"))
-            out.append((last_q, record.rejected or "", "rejected"))
+            out.append((CHOSEN, last_q, record.chosen or "", "chosen"))
+            out.append((REJECTED, last_q, record.rejected or "", "rejected"))
         return out
 
-    def refusal(self, answer: str) -> str | None:
-        if not self._has_refusals:
-            return None
-        for _, p in self._ac.iter(answer.lower()):
-            return p
+    def refusal(self, question: str, answer: str) -> tuple[str, str] | None:
+        """(kind, phrase): kind is ``harmful_request`` (kept), ``refusal`` (rejected) or None."""
+        phrase = _first(self._decline, answer)
+        declined = phrase is not None
+        if not declined:
+            phrase = _first(self._disclaim, answer)
+            if phrase is None:
+                return None
+        if _first(self._harm, question):
+            return ("harmful_request", phrase)
+        help_chars = sum(len(s) for s in _SENTENCE.findall(answer) if phrase not in s.lower())
+        if help_chars < self.refusal_min_help_chars:
+            return ("refusal", phrase)  # nothing but the refusal or the disclaimer
+        if declined and _POLICY_WORDS.search(answer):
+            return ("refusal", phrase)  # an ethics lecture on a benign request: over-refusal
         return None
 
-    @staticmethod
-    def truncated(answer: str, min_chars: int, min_line_chars: int = 30) -> bool:
+    def truncated(self, answer: str, min_chars: int | None = None) -> str | None:
+        """The truncation signal found at the end of ``answer``, or None."""
         a = answer.rstrip()
-        if len(a) < min_chars:  # short answers ("好的") are complete by convention
-            return False
-        if a.count("```") % 2:  # an unclosed code fence
-            return True
-        if _ENDS_COMMA.search(a):  # stopped right after a comma: cut mid-sentence
-            return True
-        if _COMPLETE_END.search(a) or not _ENDS_WORDY.search(a):
-            return False
-        # ends in a letter/ideograph.  A short last line is a label, list item or answer key
-        # (4. 呆在房间里 / 输出：True / 正确选项是B); a long prose line with inner punctuation
-        # but no end mark was cut off (…其中最著名的一段是)
-        last = a.rsplit("\n", 1)[-1].strip()
-        return len(last) >= min_line_chars and not _LIST_ITEM.match(last) and bool(_INNER_PUNCT.search(last))
+        if len(a) < (self.truncation_min_chars if min_chars is None else min_chars):
+            return None  # short answers ("好的") are complete by convention
+        if a.count("```") % 2:
+            return "unclosed_fence"
+        if _ENDS_MID.search(a):
+            return "ends_mid_sentence"
+        if _ENDS_COLON.search(a):
+            return "ends_announcing"
+        prose = _FENCE_BLOCK.sub("", a)
+        tail = prose[-80:]
+        depth = 0
+        for ch in tail:
+            if ch in _OPENERS:
+                depth += 1
+            elif ch in _CLOSERS:
+                depth = max(0, depth - 1)
+        if depth:
+            return "unclosed_bracket"
+        if _EN_CONNECTIVE.search(a) and not re.search(r"[.!?。！？]\s*\S*$", a):
+            return "ends_on_connective"
+        m = _TAIL_WORD.search(a)
+        if m and self._last_word(m.group(0).strip()) in _ZH_CONNECTIVES:
+            return "ends_on_connective"
+        return None
+
+    def _last_word(self, tail: str) -> str:
+        if not hasattr(self, "_seg"):
+            from ._segment import Segmenter
+            self._seg = Segmenter()
+        words = self._seg.lcut(tail)
+        return words[-1] if words else ""
+
+    @staticmethod
+    def placeholder(answer: str) -> bool:
+        return bool(_PLACEHOLDER.match(answer) or _PLACEHOLDER_TAG.match(answer))
+
+    @staticmethod
+    def translated_code(answer: str) -> int:
+        """Lines of machine-translated code (0 when none)."""
+        sig = len(_TRANSLATED_SIGNATURE.findall(answer))
+        kw = len(_TRANSLATED_KEYWORD_LINE.findall(answer))
+        return sig + kw if sig or kw >= 2 else 0
 
     def similarity(self, q: str, a: str) -> float:
         nq, na = _norm(q), _norm(a)
@@ -104,43 +221,71 @@ class SftTurnFilter(Stage):
         bq, ba = _bigrams(nq), _bigrams(na)
         return len(bq & ba) / len(bq | ba)
 
-    def process(self, record: Record) -> Record:
-        flags: list[tuple[str, object]] = []
+    # ------------------------------------------------------------------ deciding
+    def _turn_failures(self, record: Record) -> tuple[list, dict]:
         on = self._on
+        failures: list = []
         lens = []
-        for role, text in record.segments():
+        indexed = [(i, m["content"]) for i, m in enumerate(record.messages or ())]
+        if record.kind == "dpo":
+            indexed += [(CHOSEN, record.chosen or ""), (REJECTED, record.rejected or "")]
+        for i, text in indexed:
             n = len(text.strip())
             lens.append(n)
             if "empty_turn" in on and n < self.min_turn_chars:
-                flags.append(("empty_turn", n))
+                failures.append((i, "empty_turn", n, self.min_turn_chars, {}))
             if "turn_too_long" in on and n > self.max_turn_chars:
-                flags.append(("turn_too_long", n))
+                failures.append((i, "turn_too_long", n, self.max_turn_chars, {}))
         sims = []
-        for q, a, role in self.answers(record):
+        refusals: dict[str, int] = {}
+        for i, q, a, role in self.answers(record):
             if not a.strip():
                 continue
             if "answer_repeats_question" in on and q:
                 sim = self.similarity(q, a)
                 sims.append(sim)
                 if sim >= self.repeat_similarity:
-                    flags.append(("answer_repeats_question", round(sim, 3)))
-            # a dispreferred (rejected) DPO answer is allowed to be bad: that is its job
-            if role == "rejected":
+                    failures.append((i, "answer_repeats_question", round(sim, 3), self.repeat_similarity, {}))
+            if role == "rejected":  # a dispreferred answer is allowed to be bad: that is its job
                 continue
-            if "refusal" in on:
-                p = self.refusal(a)
-                if p:
-                    flags.append(("refusal", p))
-            if "truncated_answer" in on and self.truncated(a, self.truncation_min_chars, self.truncation_min_line_chars):
-                flags.append(("truncated_answer", a.rstrip()[-10:]))
+            self._answer_failures(i, q, a, failures, refusals)
+        if record.kind == "dpo" and "identical_pair" in on and _norm(record.chosen or "") == _norm(record.rejected or ""):
+            failures.append((CHOSEN, "identical_pair", None, None, {}))
         sig = {"turns": len(lens), "min_turn_chars": min(lens) if lens else 0, "max_turn_chars": max(lens) if lens else 0,
-               "max_qa_similarity": round(max(sims), 3) if sims else 0.0, "flags": sorted({f for f, _ in flags})}
+               "max_qa_similarity": round(max(sims), 3) if sims else 0.0, "flags": sorted({f[1] for f in failures})}
+        if refusals:
+            sig["refusals"] = refusals
+        return failures, sig
+
+    def _answer_failures(self, i: int, q: str, a: str, failures: list, refusals: dict) -> None:
+        on = self._on
+        if "placeholder_answer" in on and self.placeholder(a):
+            failures.append((i, "placeholder_answer", a.strip()[:20], None, {}))
+            return
+        if "refusal" in on:
+            r = self.refusal(q, a)
+            if r:
+                refusals[r[0]] = refusals.get(r[0], 0) + 1
+                if r[0] == "refusal":
+                    failures.append((i, "refusal", r[1], None, {}))
+        if "truncated_answer" in on:
+            why = self.truncated(a)
+            if why:
+                failures.append((i, "truncated_answer", a.rstrip()[-12:], None, {"signal": why}))
+        if "translated_code" in on:
+            n = self.translated_code(a)
+            if n:
+                failures.append((i, "translated_code", n, None, {}))
+
+    def process(self, record: Record) -> Record:
+        failures, sig = self._turn_failures(record)
         record.signals()["sft"] = sig
-        if flags:
-            self.count("flagged")
-            if self.action == "reject":
-                reason, value = flags[0]
-                thr = {"empty_turn": self.min_turn_chars, "turn_too_long": self.max_turn_chars,
-                       "answer_repeats_question": self.repeat_similarity}.get(reason)
-                return self.reject(record, reason, value, thr, flags=sig["flags"])
-        return record
+        if not failures:
+            return record
+        self.count("flagged")
+        if self.action != "reject":
+            return record
+        return apply_turn_failures(self, record, failures, self.on_turn_failure)
+
+
+__all__ = ["SftTurnFilter", "CHECKS", "ANSWER_ROLES"]

@@ -258,6 +258,9 @@ class DedupStage(GlobalStage):
     common_defaults = {
         "key_field": "auto", "keep": "longest", "score_name": "quality", "source_priority": [],
         "index_dir": "", "write_index": "",
+        # keys shorter than this are never duplicates: two different questions may both be
+        # answered "好的。" or "正确选项是B"
+        "min_key_chars": 0,
     }
 
     def __init__(self, label=None, **params):
@@ -269,6 +272,8 @@ class DedupStage(GlobalStage):
         """Row keys of this shard's artifacts, key texts and keeper columns."""
         keys = (np.int64(ctx.shard_index) << np.int64(32)) + np.arange(len(records), dtype=np.int64)
         texts = [key_text(r, self.key_field) for r in records]
+        if self.min_key_chars:
+            texts = [t if len(t.strip()) >= self.min_key_chars else "" for t in texts]
         table = record_table(records, self.score_name, self.source_priority)
         return keys, texts, table
 
