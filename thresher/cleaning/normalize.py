@@ -31,7 +31,7 @@ class Normalizer(Stage):
 
     def text_fn(self, record: Record):
         """The str -> str function applied to every text field of ``record``."""
-        if not getattr(self, "protect_structure", True):
+        if not getattr(self, "protect_structure", False):  # stages that declare no such parameter
             return self.fn
         fn, code_only = self.fn, self.code_only_protection
         return lambda t: apply_outside(t, fn, code_only)
@@ -404,73 +404,4 @@ def _trad_probe(config: str) -> frozenset[str]:
     if not chars:  # unknown layout: always convert
         return frozenset()
     return frozenset(chars)
-
-
-# ---------------------------------------------------------------------------
-DEFAULT_BOILERPLATE = [
-    "版权所有", "版权声明", "copyright", "all rights reserved", "免责声明", "责任编辑", "编辑：", "来源：",
-    "原标题", "本文来源", "转载请注明", "未经授权", "禁止转载", "点击查看", "点击进入", "点击阅读", "阅读原文",
-    "阅读全文", "查看更多", "展开全文", "相关阅读", "相关新闻", "相关推荐", "热门推荐", "推荐阅读", "延伸阅读",
-    "猜你喜欢", "上一篇", "下一篇", "返回首页", "返回搜狐", "返回顶部", "分享到", "分享至", "扫一扫", "扫码",
-    "二维码", "关注我们", "关注公众号", "微信公众号", "下载客户端", "打开app", "打开APP", "登录", "注册",
-    "首页", "网站地图", "联系我们", "关于我们", "广告服务", "隐私政策", "用户协议", "ICP备", "icp证", "公网安备",
-    "举报", "评论", "跟帖", "收藏", "点赞", "我要纠错", "字号", "打印", "网友评论", "发表评论", "热门评论",
-    "新浪微博", "微博", "QQ空间", "意见反馈", "今日头条", "客户端", "订阅",
-]
-
-
-@register("boilerplate_trimmer")
-class BoilerplateTrimmer(Normalizer):
-    """Trim boilerplate lines from a document's head and tail against a phrase list.
-
-    From each end, scan line by line; a line containing a phrase (or a very short line
-    without sentence punctuation, e.g. a navigation item) is a hit.  Stop after
-    ``patience`` consecutive non-hit lines and cut everything up to the last hit.  The
-    body in the middle is never touched.
-    """
-    defaults = {"phrases": [], "use_default_phrases": True, "patience": 2, "short_line_chars": 6,
-                "max_fraction": 0.8}
-
-    def setup(self, ctx) -> None:
-        phrases = (DEFAULT_BOILERPLATE if self.use_default_phrases else []) + list(self.phrases)
-        self._phrases = tuple(p.lower() for p in phrases)
-        self._sent = re.compile("[。！？!?；]")
-
-    def _hit(self, line: str) -> bool:
-        s = line.strip()
-        if not s:
-            return False
-        low = s.lower()
-        if any(p in low for p in self._phrases):
-            # a long sentence that merely mentions e.g. 微博 is body text, not boilerplate
-            return len(s) < 30 or not self._sent.search(s)
-        return len(s) <= self.short_line_chars and not self._sent.search(s)
-
-    def _scan(self, lines: list[str]) -> int:
-        """How many leading lines are boilerplate."""
-        cut = 0
-        misses = 0
-        for i, line in enumerate(lines):
-            if not line.strip():
-                continue
-            if self._hit(line):
-                cut = i + 1
-                misses = 0
-            else:
-                misses += 1
-                if misses >= self.patience:
-                    break
-        return cut
-
-    def fn(self, text: str) -> str:
-        lines = text.split("\n")
-        if len(lines) < 2:
-            return text
-        head = self._scan(lines)
-        tail = self._scan(lines[::-1])
-        if head + tail >= len(lines) or head + tail > self.max_fraction * len(lines):
-            return text  # the whole thing looks like boilerplate: leave it to the filters
-        if not head and not tail:
-            return text
-        return "\n".join(lines[head:len(lines) - tail]).strip("\n")
 

@@ -141,6 +141,8 @@ class _StageStats:
         self.by_stage: dict[str, dict] = {}
         self.samples: dict[str, list[bytes]] = {}
         self.stages = stages
+        from ..cleaning.pii import sink_guard
+        self.guard = sink_guard(stages)  # masks PII of rejected records before any sink sees them
 
     def run(self, st: Stage, batch: list[Record]) -> tuple[list[Record], list[Record]]:
         st.stats.clear()
@@ -154,6 +156,8 @@ class _StageStats:
         s["rejected"] += len(dead)
         s["counts"].update(st.stats)
         for r in dead:
+            if self.guard is not None:
+                self.guard(r)
             reason = f"{st.label}:{r.meta['reject']['reason']}"
             s["reasons"][r.meta["reject"]["reason"]] += 1
             bucket = self.samples.setdefault(reason, [])

@@ -21,6 +21,7 @@ import orjson
 
 from ..records import Record
 from .formats import FormatError, convert
+from .units import iter_units
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 DATA_EXTS = (".jsonl", ".json", ".ndjson", ".parquet", ".txt", ".text", ".dat")
@@ -194,10 +195,13 @@ def read_shard(spec: ShardSpec) -> Iterator[Record | Quarantined]:
             yield from _read_parquet(spec)
         elif spec.fmt == "json":
             yield from _read_json_array(spec)
-        elif spec.fmt == "text" and spec.text_unit == "file":
+        elif spec.fmt == "text" and spec.text_unit != "line":
             with _open_stream(spec.path, spec.compression) as f:
                 raw = f.read()
-            yield from _text_unit(spec, 0, raw, encoding)
+            if spec.text_unit == "file":
+                yield from _text_unit(spec, 0, raw, encoding)
+            else:  # paragraph / blank_line / chapter: thresher.io.units
+                yield from _text_pieces(spec, raw, encoding)
         else:
             yield from _read_lines(spec, encoding)
     except (EOFError, OSError, zlib.error, ValueError) as e:
@@ -233,6 +237,16 @@ def _text_unit(spec: ShardSpec, offset: int, raw: bytes, encoding: str) -> Itera
         yield Quarantined(spec.source, spec.path, offset, f"invalid {encoding}: {e}", raw)
         return
     yield from _convert(text, spec, offset, raw, {})
+
+
+def _text_pieces(spec: ShardSpec, raw: bytes, encoding: str) -> Iterator[Record | Quarantined]:
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        yield Quarantined(spec.source, spec.path, 0, f"invalid {encoding}: {e}", raw)
+        return
+    for off, piece in iter_units(text, spec.text_unit, encoding):
+        yield from _convert(piece, spec, off, piece.encode(encoding), {})
 
 
 def _convert(obj, spec: ShardSpec, offset: int, raw: bytes, mapping: dict) -> Iterator[Record | Quarantined]:
