@@ -21,24 +21,21 @@ if [ "$RECIPE" = "configs/default.yaml" ] && [ ! -f data/demo/web_zh.jsonl ]; th
 fi
 RUN_DIR="$("$PY" -m thresher.cli run-dir "$RECIPE")"
 mkdir -p "$RUN_DIR"
-PIDFILE="$RUN_DIR/run.pid"
-if [ -f "$PIDFILE" ]; then
-  pgid="$(cat "$PIDFILE")"
-  if kill -0 -- "-$pgid" 2>/dev/null; then
-    echo "refused: a run is already active on $RUN_DIR (process group $pgid); stop it with: bash stopall.sh" >&2
-    exit 3
-  fi
-  rm -f "$PIDFILE"  # stale: the run died without cleaning up
-fi
 STATE_HOME="${THRESHER_HOME:-$HOME/.thresher}"
 mkdir -p "$STATE_HOME"
 RUN_DIR_ABS="$(cd "$RUN_DIR" && pwd)"
 grep -qxF "$RUN_DIR_ABS" "$STATE_HOME/runs.list" 2>/dev/null || echo "$RUN_DIR_ABS" >> "$STATE_HOME/runs.list"
 echo "thresher: run dir $RUN_DIR_ABS (log: $RUN_DIR_ABS/run.log)"
-# the python process makes itself a process-group leader and records the pgid there
+# The python process makes itself a process-group leader; once it holds the run's lock
+# it records pid, pgid, start time and this token in run.pid (stop tools verify all of
+# them against /proc).  A second start on the same run dir is refused by the lock and
+# leaves the live run's run.pid alone.
+export THRESHER_RUN_TOKEN="$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 rc=0
 "$PY" -m thresher.cli run "$RECIPE" --pidfile "$RUN_DIR_ABS/run.pid" "$@" >> "$RUN_DIR_ABS/run.log" 2>&1 || rc=$?
-if [ "$rc" = 0 ]; then
+if [ "$rc" = 3 ]; then
+  echo "refused: a run is already active on $RUN_DIR_ABS; stop it with: bash stopall.sh" >&2
+elif [ "$rc" = 0 ]; then
   cat "$RUN_DIR_ABS/summary.txt"
   echo "kept records: $RUN_DIR_ABS/kept   report: .venv/bin/python -m thresher.cli report $RUN_DIR_ABS"
 else

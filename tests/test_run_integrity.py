@@ -45,10 +45,16 @@ def test_malformed_input_lands_in_a_sink_with_reason(tmp_path):
     out = tmp_path / "out"
     recipe = write_recipe(tmp_path / "r.yaml", [{"path": str(data / "*")}], out,
                           [{"t_min_chars": {"min_chars": 5}}], shard_bytes="1MB")
-    run_cli("run", recipe)
+    # a truncated archive is a missing input: every sink is written, but the run fails
+    proc = run_cli("run", recipe, check=False)
+    assert proc.returncode == 4 and "cut.jsonl.gz" in proc.stderr, proc.stderr[-2000:]
     man = json.loads((out / "manifest.json").read_text())
     c = man["counts"]
     assert man["conserved"] and c["in"] == c["kept"] + c["rejected"] + c["quarantined"]
+    assert [m["file"] for m in man["incomplete_inputs"]] == ["cut.jsonl.gz"]
+    # ... unless the recipe allows it
+    run_cli("run", recipe, "--restart", "--set", "inputs=" + json.dumps(
+        [{"path": str(data / "*"), "on_missing_input": "quarantine"}]))
     quarantine = _sink(out, "quarantine")
     errors = " | ".join(q["error"] for q in quarantine)
     assert "bad JSON line" in errors and "unrecognised record" in errors and "unreadable input" in errors

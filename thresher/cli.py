@@ -35,7 +35,7 @@ def _parse_sets(pairs: list[str]) -> dict:
 
 def cmd_run(args) -> int:
     from .config import load_recipe
-    from .executor.runner import RunLocked, run_recipe
+    from .executor.runner import InputIncomplete, RunLocked, run_recipe
     from .pipeline import ConfigError
     overrides = _parse_sets(args.set)
     if args.workers:
@@ -47,42 +47,54 @@ def cmd_run(args) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"recipe error: {e}", file=sys.stderr)
         return 2
+    token = None
     if args.pidfile:
-        _become_group_leader(args.pidfile)
+        token = _become_group_leader(args.pidfile, getattr(args, "argv", None))
     try:
-        run_recipe(recipe, restart=args.restart)
+        run_recipe(recipe, restart=args.restart, accept_changed=args.accept_changed,
+                   pidfile=args.pidfile, run_token=token)
     except RunLocked as e:
         print(f"refused: {e}", file=sys.stderr)
         return 3
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    finally:
-        if args.pidfile and os.path.exists(args.pidfile):
-            os.remove(args.pidfile)
+    except InputIncomplete as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 4
     return 0
 
 
-def _become_group_leader(pidfile: str) -> None:
-    """Own process group (so stopall can signal exactly this run) + recorded pgid."""
+def _become_group_leader(pidfile: str, argv: list[str] | None) -> str:
+    """Own process group (so a stop signals exactly this run); returns the run token.
+
+    The token must be in this process's environment *at exec time* (``/proc/<pid>/
+    environ`` is what a stop checks), so without one the process re-executes itself
+    with a fresh token.  The pid file is written by run_recipe once it holds the lock.
+    """
+    from .executor.pidfile import TOKEN_ENV, remove_if_same
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        env = {**os.environ, TOKEN_ENV: os.urandom(8).hex()}
+        os.execve(sys.executable, [sys.executable, "-m", "thresher.cli", *(argv or sys.argv[1:])], env)
     try:
         os.setsid()
     except PermissionError:  # already a session leader
         pass
-    from .io.writers import atomic_write_bytes
-    atomic_write_bytes(pidfile, f"{os.getpgid(0)}\n".encode())
-
     leader = os.getpid()
 
     def on_term(signum, _frame):
         if os.getpid() != leader:  # a pool worker inherited this handler: exit quietly
             os._exit(128 + signum)
+        from .executor.pidfile import read_pidfile
         from .log import get_logger
         get_logger().warning("stopped by signal %d; finished shards are checkpointed, run again to resume", signum)
-        if os.path.exists(pidfile):
-            os.remove(pidfile)
+        info = read_pidfile(pidfile)
+        if not isinstance(info, str) and info is not None and info.pid == leader and info.token == token:
+            remove_if_same(pidfile, info)  # only our own file: a refused start leaves the live run's alone
         os._exit(128 + signum)
     signal.signal(signal.SIGTERM, on_term)
+    return token
 
 
 def cmd_run_dir(args) -> int:
@@ -100,11 +112,12 @@ def cmd_status(args) -> int:
     with open(plan_path, "rb") as f:
         plan = orjson.loads(f.read())
     n = len(plan["shards"])
-    pid = _read_pid(run_dir)
-    alive = pid is not None and _group_alive(pid)
+    info, stale = _run_process(run_dir)
     done = os.path.exists(os.path.join(run_dir, "manifest.json"))
-    print(f"run {plan['recipe']['name']} in {run_dir}: "
-          f"{'finished' if done and not alive else 'running (pgid %d)' % pid if alive else 'stopped'}")
+    state = "running (pgid %d)" % info.pgid if info else "finished" if done else "stopped"
+    print(f"run {plan['recipe']['name']} in {run_dir}: {state}")
+    if stale:
+        print(f"  stale run.pid: {stale}")
     state = os.path.join(run_dir, "state")
     for entry in sorted(os.listdir(state)):
         p = os.path.join(state, entry)
@@ -112,41 +125,38 @@ def cmd_status(args) -> int:
             print(f"  {entry}: {len(os.listdir(p))}/{n} shards done")
         elif entry.startswith("global-"):
             print(f"  {entry[:-5]}: reduced")
-    if done:
+    if done and os.path.exists(os.path.join(run_dir, "summary.txt")):
         with open(os.path.join(run_dir, "summary.txt"), encoding="utf-8") as f:
             print(f.read())
     return 0
 
 
-def _read_pid(run_dir: str) -> int | None:
-    try:
-        with open(os.path.join(run_dir, "run.pid")) as f:
-            return int(f.read().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
+def _run_process(run_dir: str):
+    """(PidInfo of the live run or None, why run.pid is stale or None)."""
+    from .executor.pidfile import check, read_pidfile
+    info = read_pidfile(os.path.join(run_dir, "run.pid"))
+    if info is None:
+        return None, None
+    if isinstance(info, str):
+        return None, info
+    why = check(info)
+    return (None, why) if why else (info, None)
 
 
 def cmd_stop(args) -> int:
-    import time
-    pgid = _read_pid(args.run_dir)
-    if pgid is None or not _group_alive(pgid):
-        print(f"{args.run_dir}: not running")
-        return 0
-    os.killpg(pgid, signal.SIGTERM)
-    deadline = time.time() + args.grace
-    while time.time() < deadline and _group_alive(pgid):
-        time.sleep(0.2)
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGKILL)
-    print(f"stopped process group {pgid}")
+    """Stop the run recorded in run.pid, only if it verifiably is that run (shared by
+    stopall.sh).  Exit 0: stopped; 1: nothing running (a stale file is reported)."""
+    from .executor.pidfile import remove_if_same, stop
+    info, stale = _run_process(args.run_dir)
+    if info is None:
+        print(f"{args.run_dir}: not running" + (f" (stale run.pid left alone: {stale})" if stale else ""))
+        return 1
+    print(f"stopping {args.run_dir} (process group {info.pgid})", flush=True)
+    outcome = stop(info, args.grace)
+    if outcome == "killed":
+        print(f"  still alive after {args.grace:g}s: SIGKILL to process group {info.pgid}")
+    remove_if_same(os.path.join(args.run_dir, "run.pid"), info)
+    print(f"stopped process group {info.pgid} ({outcome})")
     return 0
 
 
@@ -193,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int)
     r.add_argument("--executor", choices=["local", "ray"])
     r.add_argument("--restart", action="store_true", help="discard an earlier run in output.dir")
+    r.add_argument("--accept-changed", action="store_true",
+                   help="resume although inputs or code changed since the run started")
     r.add_argument("--pidfile", help="become a process-group leader and record the pgid here")
     r.set_defaults(fn=cmd_run)
     rd = sub.add_parser("run-dir", help="print a recipe's output.dir")
@@ -237,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return int(fn(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return int(args.fn(args) or 0)
 
 

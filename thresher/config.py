@@ -30,7 +30,7 @@ from .io.units import UNITS
 from .pipeline import ConfigError, Stage, get_stage_class
 
 TOP_KEYS = {"name", "description", "inputs", "output", "executor", "stages", "tiers", "plugins"}
-INPUT_KEYS = {"path", "name", "format", "unit", "text_unit", "mapping", "encoding"}
+INPUT_KEYS = {"path", "name", "format", "unit", "text_unit", "mapping", "encoding", "on_missing_input"}
 OUTPUT_KEYS = {"dir", "format", "split_by", "keep_work", "rejected_samples"}
 EXECUTOR_KEYS = {"type", "workers", "shard_bytes", "batch_size", "address", "num_cpus", "progress_interval",
                  "max_retries"}
@@ -128,6 +128,9 @@ def validate(recipe: dict, base_dir: str = ".") -> dict:
             raise ConfigError(f"inputs[{i}].path: missing")
         inp["path"] = _resolve(inp["path"], base_dir)
         inp.setdefault("format", "auto")
+        # a truncated, corrupt or vanished input: end the run non-zero (default), or only quarantine it
+        if inp.setdefault("on_missing_input", "fail") not in ("fail", "quarantine"):
+            raise ConfigError(f"inputs[{i}].on_missing_input: must be fail or quarantine")
         if inp["format"] not in INPUT_FORMATS:
             raise ConfigError(f"inputs[{i}].format: {inp['format']!r} not in {sorted(INPUT_FORMATS)}")
         if "unit" in inp:  # `unit:` is the documented spelling, `text_unit:` the older one

@@ -121,6 +121,34 @@ class Record:
         return cls.from_dict(orjson.loads(line))
 
 
+def check_record(rec: Record) -> Record:
+    """Raise ValueError unless every field has the type the stages rely on.
+
+    Records read back from a thresher-shaped input bypass the converters, so a wrong
+    type there (``meta`` a string, ``text`` a number) would otherwise crash a stage or
+    the writer far from its cause.
+    """
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"record {str(rec.id)[:60]!r}: {what}")
+    need(isinstance(rec.id, str) and isinstance(rec.source, str), "id and source must be strings")
+    need(rec.kind in KINDS, f"kind {rec.kind!r} not in {KINDS}")
+    need(isinstance(rec.meta, dict), f"meta is {type(rec.meta).__name__}, not an object")
+    if rec.kind == "text":
+        need(isinstance(rec.text, str), f"text is {type(rec.text).__name__}, not a string")
+    else:
+        need(isinstance(rec.messages, list) and all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
+            for m in rec.messages), "messages must be a list of {role, content} with string content")
+    if rec.kind == "dpo":
+        need(isinstance(rec.chosen, str) and isinstance(rec.rejected, str), "chosen/rejected must be strings")
+    try:  # nesting deeper than the serialiser allows would fail only when the shard is written
+        orjson.dumps(rec.meta, option=orjson.OPT_SERIALIZE_NUMPY)
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise ValueError(f"meta cannot be serialised: {e}") from None
+    return rec
+
+
 def content_hash(kind: str, text: str | None, messages: list[dict] | None,
                  chosen: str | None, rejected: str | None) -> str:
     h = hashlib.blake2b(digest_size=10)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import time
@@ -13,6 +14,7 @@ from ..io.readers import plan_shards
 from ..io.writers import atomic_write_bytes, atomic_write_json, write_manifest
 from ..log import get_logger
 from ..pipeline import ConfigError
+from .pidfile import remove_if_same, write_pidfile
 from .progress import Progress
 from .tasks import Plan
 
@@ -55,85 +57,221 @@ def make_executor(recipe: dict):
     return LocalExecutor(ex["workers"])
 
 
-def prepare_plan(recipe: dict) -> Plan:
-    """Shard the inputs, or reload the stored plan of an interrupted run."""
+class InputIncomplete(RuntimeError):
+    """Some input could not be read in full and the recipe does not allow that."""
+
+
+def plan_inputs(recipe: dict) -> list:
+    """Shards of every input; record origins are relative to the inputs' common root,
+    and a file listed by two entries is read once (by the first)."""
+    from ..io.readers import _glob_root
+    roots = [os.path.abspath(_glob_root(inp["path"])) for inp in recipe["inputs"]]
+    root = os.path.commonpath(roots) if roots else "."
+    shards, owner = [], {}
+    for k, inp in enumerate(recipe["inputs"]):
+        for spec in plan_shards(inp, recipe["executor"]["shard_bytes"], root=root):
+            if owner.setdefault(os.path.realpath(spec.path), k) == k:
+                shards.append(spec)
+    return shards
+
+
+def input_fingerprints(shards: list) -> dict:
+    """Size, mtime and a head+tail content hash of every input file, by origin name."""
+    out = {}
+    for spec in shards:
+        if spec.name not in out:
+            out[spec.name] = file_fingerprint(spec.path)
+    return out
+
+
+def file_fingerprint(path: str, sample: int = 256 << 10) -> dict:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"missing": True}
+    h = hashlib.blake2b(str(st.st_size).encode(), digest_size=12)
+    with open(path, "rb") as f:
+        h.update(f.read(sample))
+        if st.st_size > 2 * sample:
+            f.seek(st.st_size - sample)
+        h.update(f.read(sample))
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": h.hexdigest()}
+
+
+def code_fingerprint(recipe: dict) -> dict:
+    from ..config import build_stages
+    # which stages run is part of the recipe; here only what their code is
+    return {"thresher": thresher_version(),
+            "stages": {st.name: str(st.version) for st in sorted(build_stages(recipe), key=lambda st: st.name)}}
+
+
+def thresher_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("thresher")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _changes(old: dict, new: dict) -> list[str]:
+    """What differs between two input-fingerprint maps, one line per file."""
+    lines = []
+    for name in sorted(set(old) | set(new)):
+        a, b = old.get(name), new.get(name)
+        if a == b:
+            continue
+        if a is None:
+            lines.append(f"{name}: new input")
+        elif b is None or b.get("missing"):
+            lines.append(f"{name}: deleted")
+        elif a.get("size") != b.get("size"):
+            lines.append(f"{name}: size {a.get('size')} -> {b.get('size')} bytes")
+        elif a.get("hash") != b.get("hash"):
+            lines.append(f"{name}: content changed (same size)")
+        else:
+            lines.append(f"{name}: modified (mtime changed)")
+    return lines
+
+
+def prepare_plan(recipe: dict, accept_changed: bool = False) -> Plan:
+    """Shard the inputs, or reload the stored plan of an interrupted run.  A resume
+    against changed inputs or changed code is refused unless ``accept_changed``."""
     run_dir = recipe["output"]["dir"]
     stored = os.path.join(run_dir, "state", "plan.json")
-    shards = [s for inp in recipe["inputs"] for s in plan_shards(inp, recipe["executor"]["shard_bytes"])]
+    shards = plan_inputs(recipe)
     plan = Plan.build(recipe, shards)
-    if os.path.exists(stored):
-        with open(stored, "rb") as f:
-            old = orjson.loads(f.read())
-        if old["fingerprint"] != plan.fingerprint():
-            raise ConfigError(f"{run_dir} holds a run of a different recipe or different inputs; "
-                              "use a new output.dir, or `thresher run --restart` to discard it")
-    else:
-        atomic_write_json(stored, {"fingerprint": plan.fingerprint(), "recipe": recipe, "shards": plan.shards})
+    inputs, code = input_fingerprints(shards), code_fingerprint(recipe)
+    if not os.path.exists(stored):
+        _store_plan(stored, plan, inputs, code)
+        return plan
+    with open(stored, "rb") as f:
+        old = orjson.loads(f.read())
+    if old.get("recipe_fingerprint", plan.recipe_fingerprint()) != plan.recipe_fingerprint():
+        raise ConfigError(f"{run_dir} holds a run of a different recipe; "
+                          "use a new output.dir, or `thresher run --restart` to discard it")
+    changed = _changes(old.get("inputs", {}), inputs)
+    if old.get("code") != code:
+        changed.append(f"code: {old.get('code')} -> {code}")
+    if changed and not accept_changed:
+        raise ConfigError(f"{run_dir}: inputs or code changed since this run started:\n  " + "\n  ".join(changed)
+                          + "\nresuming would mix old and new data; use `thresher run --restart` to start over, "
+                            "or `--accept-changed` to resume anyway")
+    if changed:  # accepted: finished shards stand, the rest reads the files as they are now
+        get_logger().warning("resuming with changed inputs/code (--accept-changed):\n  %s", "\n  ".join(changed))
+        plan = Plan(recipe=recipe, shards=old["shards"], segments=plan.segments)
+        _store_plan(stored, plan, inputs, code)
+    elif old["fingerprint"] != plan.fingerprint():
+        raise ConfigError(f"{run_dir} holds a run of a different recipe or different inputs; "
+                          "use a new output.dir, or `thresher run --restart` to discard it")
     return plan
 
 
+def _store_plan(path: str, plan: Plan, inputs: dict, code: dict) -> None:
+    atomic_write_json(path, {"fingerprint": plan.fingerprint(), "recipe_fingerprint": plan.recipe_fingerprint(),
+                             "recipe": plan.recipe, "shards": plan.shards, "inputs": inputs, "code": code})
+
+
+# everything a run (and its global stages) writes into its run dir; --restart removes it
+RUN_OUTPUTS = ("state", "work", "kept", "rejected", "quarantine", "stats", "selections", "report")
+RUN_FILES = ("manifest.json", "summary.txt", "stats.json", "tiers.json")
+
+
 def discard_run(run_dir: str) -> None:
-    """Remove what a run wrote (only thresher's own sub-folders of the run dir)."""
-    for sub in ("state", "work", "kept", "rejected", "quarantine", "stats"):
+    """Remove what a run wrote (only thresher's own entries of the run dir)."""
+    for sub in RUN_OUTPUTS:
         shutil.rmtree(os.path.join(run_dir, sub), ignore_errors=True)
-    for f in ("manifest.json", "summary.txt", "stats.json"):
+    for f in RUN_FILES:
         if os.path.exists(os.path.join(run_dir, f)):
             os.remove(os.path.join(run_dir, f))
 
 
-def run_recipe(recipe: dict, executor=None, restart: bool = False) -> dict:
+def clean_temp_files(run_dir: str) -> int:
+    """Remove ``*.tmp-<host>-<pid>`` files a killed run left (we hold the run's lock, so
+    no live writer owns them)."""
+    n = 0
+    tops = [os.path.join(run_dir, d) for d in RUN_OUTPUTS]
+    for top in [run_dir] + [t for t in tops if os.path.isdir(t)]:
+        walker = os.walk(top) if top != run_dir else [(run_dir, [], os.listdir(run_dir))]
+        for dp, _, files in walker:
+            for f in files:
+                if ".tmp-" in f:
+                    os.remove(os.path.join(dp, f))
+                    n += 1
+    return n
+
+
+def run_recipe(recipe: dict, executor=None, restart: bool = False, accept_changed: bool = False,
+               pidfile: str | None = None, run_token: str | None = None) -> dict:
+    """Run (or resume) a recipe.  ``pidfile`` is written only once the run's lock is
+    held, so a refused second start never touches the live run's file."""
     run_dir = recipe["output"]["dir"]
     os.makedirs(run_dir, exist_ok=True)
     log = get_logger()
     with RunLock(run_dir):
-        if restart:
-            discard_run(run_dir)
-        plan = prepare_plan(recipe)
-        executor = executor or make_executor(recipe)
-        n = len(plan.shards)
-        log.info("run %s: %d input shards, %d segments, executor=%s workers=%s", recipe["name"], n,
-                 len(plan.segments), recipe["executor"]["type"], recipe["executor"]["workers"])
-        progress = Progress(n, recipe["executor"]["progress_interval"])
-        t0 = time.time()
-        seg_results: list[list[dict]] = []
-        reduces: dict[int, dict] = {}
+        owned = write_pidfile(pidfile, run_token or os.urandom(8).hex()) if pidfile else None
         try:
-            for seg in plan.segments:
-                if seg.apply_global is not None:
-                    log.info("reduce %s", plan.global_dir(seg.apply_global).rsplit("/", 1)[-1])
-                    reduces[seg.apply_global] = executor.reduce(plan, seg.apply_global)
-                expected = sum(r["kept"] for r in seg_results[-1]) if seg_results else None
-                progress.start_segment(f"segment {seg.index + 1}/{len(plan.segments)}", 0, expected)
-                results = executor.map_shards(plan, seg.index, list(range(n)), progress)
-                progress.finish_segment()
-                seg_results.append(sorted(results, key=lambda r: r["shard"]))
+            if restart:
+                discard_run(run_dir)
+            removed = clean_temp_files(run_dir)
+            if removed:
+                log.info("removed %d temp file(s) left by an interrupted run", removed)
+            return _run_locked(recipe, executor, accept_changed, log)
         finally:
-            executor.close()
-        summary = finalize(plan, seg_results, reduces, time.time() - t0)
-    return summary
+            if owned is not None:
+                remove_if_same(pidfile, owned)
+
+
+def _run_locked(recipe: dict, executor, accept_changed: bool, log) -> dict:
+    plan = prepare_plan(recipe, accept_changed)
+    executor = executor or make_executor(recipe)
+    n = len(plan.shards)
+    log.info("run %s: %d input shards, %d segments, executor=%s workers=%s", recipe["name"], n,
+             len(plan.segments), recipe["executor"]["type"], recipe["executor"]["workers"])
+    progress = Progress(n, recipe["executor"]["progress_interval"])
+    t0 = time.time()
+    seg_results: list[list[dict]] = []
+    reduces: dict[int, dict] = {}
+    try:
+        for seg in plan.segments:
+            if seg.apply_global is not None:
+                log.info("reduce %s", plan.global_dir(seg.apply_global).rsplit("/", 1)[-1])
+                reduces[seg.apply_global] = executor.reduce(plan, seg.apply_global)
+            expected = sum(r["kept"] for r in seg_results[-1]) if seg_results else None
+            progress.start_segment(f"segment {seg.index + 1}/{len(plan.segments)}", 0, expected)
+            results = executor.map_shards(plan, seg.index, list(range(n)), progress)
+            progress.finish_segment()
+            seg_results.append(sorted(results, key=lambda r: r["shard"]))
+    finally:
+        executor.close()
+    return finalize(plan, seg_results, reduces, time.time() - t0)
 
 
 def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: float) -> dict:
-    """Manifests per sink, the conservation check, stats.json, summary.txt."""
+    """Manifests per sink, the conservation checks, stats.json, summary.txt."""
     recipe = plan.recipe
     first, last = seg_results[0], seg_results[-1]
     totals = {"in": sum(r["in"] for r in first), "kept": sum(r["kept"] for r in last),
               "rejected": sum(r["rejected"] for seg in seg_results for r in seg),
-              "quarantined": sum(r["quarantined"] for r in first)}
-    conserved = totals["in"] == totals["kept"] + totals["rejected"] + totals["quarantined"]
+              "quarantined": sum(r["quarantined"] for seg in seg_results for r in seg)}
+    inputs, incomplete = input_accounts(plan, first)
+    bytes_ok = all(f["covered"] == f["expected"] for f in inputs.values() if f["expected"] is not None)
+    conserved = totals["in"] == totals["kept"] + totals["rejected"] + totals["quarantined"] and bytes_ok
     sinks = {}
-    kept_entries = [o for r in last for o in r["outputs"]["kept"]]
+    outs = lambda segs, sink: [{**o, "path": plan.path(o["path"])}  # noqa: E731
+                               for seg in segs for r in seg for o in r["outputs"][sink]]
+    kept_entries = outs([last], "kept")
     sinks["kept"] = write_manifest(plan.path("kept"), kept_entries)
     for group in sorted({o["group"] for o in kept_entries if "group" in o}):
         write_manifest(plan.path("kept", group), [o for o in kept_entries if o.get("group") == group],
                        {"group_by": recipe["output"]["split_by"], "group": group})
-    sinks["rejected"] = write_manifest(plan.path("rejected"),
-                                       [o for seg in seg_results for r in seg for o in r["outputs"]["rejected"]])
-    sinks["quarantine"] = write_manifest(plan.path("quarantine"), [o for r in first for o in r["outputs"]["quarantine"]])
-    stage_stats = _merge_stage_stats(seg_results)
+    sinks["rejected"] = write_manifest(plan.path("rejected"), outs(seg_results, "rejected"))
+    sinks["quarantine"] = write_manifest(plan.path("quarantine"), outs(seg_results, "quarantine"))
+    stage_stats = _merge_stage_stats(seg_results, stage_order(recipe))
     manifest = {"name": recipe["name"], "fingerprint": plan.fingerprint(), "counts": totals,
-                "conserved": conserved, "sinks": {k: {"records": v["records"], "bytes": v["bytes"],
-                                                      "tokens_est": v["tokens_est"]} for k, v in sinks.items()},
+                "conserved": conserved, "bytes_conserved": bytes_ok, "inputs": inputs,
+                "incomplete_inputs": incomplete,
+                "sinks": {k: {"records": v["records"], "bytes": v["bytes"],
+                              "tokens_est": v["tokens_est"]} for k, v in sinks.items()},
                 "stages": stage_stats}
     atomic_write_json(plan.path("manifest.json"), manifest)
     _finalize_global_stages(plan)
@@ -142,16 +280,82 @@ def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: 
              "reduces": {str(k): v for k, v in reduces.items()},
              "shard_seconds": [[r["seconds"] for r in seg] for seg in seg_results]}
     atomic_write_json(plan.path("stats.json"), stats)
-    text = render_summary(manifest, seconds)
-    with open(plan.path("summary.txt"), "w", encoding="utf-8") as f:
-        f.write(text)
-    print(text, flush=True)
+    atomic_write_bytes(plan.path("summary.txt"), render_summary(manifest).encode("utf-8"))
+    print(render_summary(manifest, seconds), flush=True)
     if not recipe["output"]["keep_work"]:
         for i in range(len(plan.segments) - 1):
             shutil.rmtree(plan.path("work", f"seg-{i}"), ignore_errors=True)
     if not conserved:
-        raise RuntimeError(f"record conservation violated: {totals}")
+        raise RuntimeError(f"record conservation violated: {totals}; bytes conserved: {bytes_ok}")
+    failing = [m for m in incomplete if m["on_missing"] == "fail"]
+    if failing:
+        raise InputIncomplete("input not read in full (set inputs[].on_missing_input: quarantine to allow):\n  "
+                              + "\n  ".join(m["problem"] for m in failing))
     return stats
+
+
+def input_accounts(plan: Plan, first: list[dict]) -> tuple[dict, list[dict]]:
+    """Per input file: units read and bytes (Parquet: rows) covered vs. what was
+    planned, plus every problem (truncated, vanished, changed during the run)."""
+    files: dict[str, dict] = {}
+    problems: list[dict] = []
+    planned = _stored_inputs(plan)
+    for r in first:
+        spec = plan.shards[r["shard"]]
+        acc = r.get("input") or {"file": spec.get("rel") or spec["path"], "unit": "bytes", "covered": 0,
+                                 "units": 0, "incomplete": []}
+        f = files.setdefault(acc["file"], {"unit": acc["unit"], "covered": 0, "units": 0, "expected": 0,
+                                           "on_missing": spec.get("on_missing", "fail")})
+        f["covered"] += acc["covered"]
+        f["units"] += acc["units"]
+        if acc["unit"] == "rows":
+            f["expected"] += max(spec.get("rows", 0), 0)
+        elif acc["unit"] == "file":
+            f["unit"], f["expected"] = "file", None  # unreadable container: reported below
+        problems += [{"file": acc["file"], "problem": p, "on_missing": f["on_missing"]} for p in acc["incomplete"]]
+    for name, f in files.items():
+        if f["unit"] == "bytes":
+            f["expected"] = planned.get(name, {}).get("size", f["covered"])
+        if f["expected"] is not None and f["covered"] != f["expected"]:
+            problems.append({"file": name, "problem": f"{name}: covered {f['covered']} of {f['expected']} "
+                             f"{f['unit']}", "on_missing": f["on_missing"]})
+    problems += _changed_during_run(plan, planned, files)
+    return files, problems
+
+
+def _stored_inputs(plan: Plan) -> dict:
+    try:
+        with open(plan.path("state", "plan.json"), "rb") as f:
+            return orjson.loads(f.read()).get("inputs", {})
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+
+
+def _changed_during_run(plan: Plan, planned: dict, files: dict) -> list[dict]:
+    """Inputs whose size or mtime differ now from when the run was planned."""
+    from ..io.readers import ShardSpec
+    out, seen = [], set()
+    for d in plan.shards:
+        spec = ShardSpec.from_dict(d)
+        if spec.name in seen or spec.name not in planned:
+            continue
+        seen.add(spec.name)
+        try:
+            st = os.stat(spec.path)
+            now = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            now = None
+        was = (planned[spec.name].get("size"), planned[spec.name].get("mtime_ns"))
+        if now != was:
+            what = "deleted" if now is None else f"size {was[0]} -> {now[0]}" if now[0] != was[0] else "modified"
+            out.append({"file": spec.name, "problem": f"{spec.name}: changed during the run ({what})",
+                        "on_missing": files.get(spec.name, {}).get("on_missing", spec.on_missing)})
+    return out
+
+
+def stage_order(recipe: dict) -> list[str]:
+    from ..config import build_stages
+    return ["read"] + [st.label for st in build_stages(recipe)]
 
 
 def _finalize_global_stages(plan: Plan) -> None:
@@ -162,7 +366,8 @@ def _finalize_global_stages(plan: Plan) -> None:
             st.finalize(plan.stage_context(i))
 
 
-def _merge_stage_stats(seg_results: list[list[dict]]) -> dict:
+def _merge_stage_stats(seg_results: list[list[dict]], order: list[str]) -> dict:
+    """Per-stage totals in pipeline order (markers store them with sorted keys)."""
     merged: dict[str, dict] = {}
     for seg in seg_results:
         for r in seg:
@@ -172,8 +377,10 @@ def _merge_stage_stats(seg_results: list[list[dict]]) -> dict:
                 m["rejected"] += s["rejected"]
                 m["reasons"].update(s["reasons"])
                 m["counts"].update(s["counts"])
+    rank = {label: i for i, label in enumerate(order)}
     return {k: {"in": v["in"], "rejected": v["rejected"], "reasons": dict(sorted(v["reasons"].items())),
-                "counts": dict(sorted(v["counts"].items()))} for k, v in merged.items()}
+                "counts": dict(sorted(v["counts"].items()))}
+            for k, v in sorted(merged.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))}
 
 
 def _write_samples(plan: Plan, seg_results: list[list[dict]], per_reason: int) -> None:
@@ -195,13 +402,19 @@ def _write_samples(plan: Plan, seg_results: list[list[dict]], per_reason: int) -
                        b"".join(line for k in sorted(samples) for line in samples[k]))
 
 
-def render_summary(manifest: dict, seconds: float) -> str:
+def render_summary(manifest: dict, seconds: float | None = None) -> str:
+    """The end-of-run table.  Without ``seconds`` it is a pure function of the data
+    (summary.txt: a resumed run's file is byte-identical to an uninterrupted one's)."""
     c = manifest["counts"]
-    rows = [f"thresher run {manifest['name']!r} finished in {seconds:.1f}s "
-            f"({c['in'] / max(seconds, 1e-9):,.0f} records/s)",
+    timing = "" if seconds is None else f" in {seconds:.1f}s ({c['in'] / max(seconds, 1e-9):,.0f} records/s)"
+    inputs = manifest.get("inputs", {})
+    rows = [f"thresher run {manifest['name']!r} finished{timing}",
             f"  in {c['in']:,}  =  kept {c['kept']:,}  +  rejected {c['rejected']:,}  +  quarantined "
             f"{c['quarantined']:,}   [{'conserved' if manifest['conserved'] else 'NOT CONSERVED'}]",
-            "", f"  {'stage':<28}{'in':>10}{'touched':>9}{'chars -':>10}{'rejected':>10}{'rej %':>7}  top reasons"]
+            f"  input files {len(inputs):,}: all bytes accounted for"
+            if manifest.get("bytes_conserved", True) else "  input bytes NOT all accounted for (see manifest inputs)"]
+    rows += [f"  INCOMPLETE INPUT: {m['problem']}" for m in manifest.get("incomplete_inputs", [])]
+    rows += ["", f"  {'stage':<28}{'in':>10}{'touched':>9}{'chars -':>10}{'rejected':>10}{'rej %':>7}  top reasons"]
     for label, s in manifest["stages"].items():
         pct = 100 * s["rejected"] / s["in"] if s["in"] else 0.0
         top = ", ".join(f"{k}={v}" for k, v in sorted(s["reasons"].items(), key=lambda kv: -kv[1])[:3])

@@ -12,7 +12,6 @@ resumed run is byte-identical to an uninterrupted one.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import time
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from ..config import build_stages
-from ..io.readers import Quarantined, ShardSpec, read_own_shard, read_shard
+from ..io.readers import Quarantined, ShardAccount, ShardSpec, read_own_shard, read_shard
 from ..io.writers import EXT, ShardWriter, atomic_write_bytes, atomic_write_json
 from ..pipeline import GlobalStage, Stage, StageContext
 from ..records import Record
@@ -66,6 +65,12 @@ class Plan:
         segments.append(current)
         return cls(recipe=recipe, shards=[s.to_dict() for s in shards], segments=segments)
 
+    def recipe_fingerprint(self) -> str:
+        """The recipe alone (input changes are reported file by file, see runner)."""
+        recipe = {**self.recipe, "output": {k: v for k, v in self.recipe["output"].items() if k != "dir"},
+                  "executor": {k: self.recipe["executor"][k] for k in ("shard_bytes", "batch_size")}}
+        return hashlib.sha256(orjson.dumps(recipe, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
     def fingerprint(self) -> str:
         # where the run is written and how many workers/which engine run it are not part
         # of what it computes: a run may resume with another worker count or executor
@@ -77,6 +82,10 @@ class Plan:
     # paths ---------------------------------------------------------------
     def path(self, *parts: str) -> str:
         return os.path.join(self.run_dir, *parts)
+
+    def rel(self, path: str) -> str:
+        """``path`` relative to the run dir (what markers store, so a run dir can move)."""
+        return os.path.relpath(path, self.run_dir)
 
     def marker(self, step: str, shard: int | None = None) -> str:
         name = f"{step}.json" if shard is None else os.path.join(step, f"shard-{shard:05d}.json")
@@ -128,10 +137,29 @@ def _loaded_global(plan: Plan, stages: list[Stage], index: int) -> GlobalStage:
     return st  # type: ignore[return-value]
 
 
-def _input_items(plan: Plan, seg: int, shard: int):
+def _input_items(plan: Plan, seg: int, shard: int, account: ShardAccount):
     if seg == 0:
-        return read_shard(ShardSpec.from_dict(plan.shards[shard]))
+        return read_shard(ShardSpec.from_dict(plan.shards[shard]), account)
     return read_own_shard(plan.kept_shard(seg - 1, shard))
+
+
+def stage_failure(st: Stage, rec: Record, err: BaseException, guard=None) -> Quarantined:
+    """A record a stage raised on: quarantined with the exception, the run goes on
+    (PII masked like a rejected record's, when the recipe masks sinks)."""
+    origin = str(rec.meta.get("origin", ""))
+    if guard is not None:
+        try:
+            guard(rec)
+        except Exception:  # noqa: BLE001 - the record is broken for the masker too: keep no text
+            rec.text, rec.messages, rec.chosen, rec.rejected = "", [], "", ""
+    file, _, off = origin.rpartition(":")
+    try:
+        raw = rec.to_json()
+    except (TypeError, orjson.JSONEncodeError):
+        raw = repr(rec)[:1 << 20].encode("utf-8", "backslashreplace")
+    return Quarantined(rec.source, file or origin, int(off) if off.isdigit() else -1,
+                       f"stage {st.label} raised {type(err).__name__}: {err}", raw, -1, "stage_error",
+                       origin=origin, record_id=rec.id)
 
 
 class _StageStats:
@@ -144,10 +172,14 @@ class _StageStats:
         from ..cleaning.pii import sink_guard
         self.guard = sink_guard(stages)  # masks PII of rejected records before any sink sees them
 
-    def run(self, st: Stage, batch: list[Record]) -> tuple[list[Record], list[Record]]:
+    def run(self, st: Stage, batch: list[Record]) -> tuple[list[Record], list[Record], list[Quarantined]]:
         st.stats.clear()
         before = {id(r): r.is_rejected for r in batch}
-        out = st.process_batch(batch)
+        failed: list[Quarantined] = []
+        try:
+            out = st.process_batch(batch)
+        except Exception:  # noqa: BLE001 - find the record(s) it fails on, one by one
+            out, failed = _one_by_one(st, batch, self.guard)
         alive, dead = [], []
         for r in out:
             (dead if r.is_rejected and not before.get(id(r), False) else alive).append(r)
@@ -155,6 +187,8 @@ class _StageStats:
         s["in"] += len(batch)
         s["rejected"] += len(dead)
         s["counts"].update(st.stats)
+        if failed:
+            s["counts"]["quarantined_on_error"] += len(failed)
         for r in dead:
             if self.guard is not None:
                 self.guard(r)
@@ -163,7 +197,7 @@ class _StageStats:
             bucket = self.samples.setdefault(reason, [])
             if len(bucket) < SAMPLES_PER_REASON_PER_SHARD:
                 bucket.append(r.to_json())
-        return alive, dead
+        return alive, dead, failed
 
     def stage(self, label: str) -> dict:
         return self.by_stage.setdefault(label, {"in": 0, "rejected": 0, "reasons": Counter(), "counts": Counter()})
@@ -171,6 +205,21 @@ class _StageStats:
     def to_json(self) -> dict:
         return {k: {"in": v["in"], "rejected": v["rejected"], "reasons": dict(v["reasons"]),
                     "counts": dict(v["counts"])} for k, v in self.by_stage.items()}
+
+
+def _one_by_one(st: Stage, batch: list[Record], guard) -> tuple[list[Record], list[Quarantined]]:
+    """Re-run a failed batch record by record.  The batch call may have changed some
+    records in place before it raised; normalisers are idempotent, so running them
+    again on those records gives the same text."""
+    st.stats.clear()
+    out: list[Record] = []
+    failed: list[Quarantined] = []
+    for r in batch:
+        try:
+            out += st.process_batch([r])
+        except Exception as e:  # noqa: BLE001
+            failed.append(stage_failure(st, r, e, guard))
+    return out, failed
 
 
 def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
@@ -192,24 +241,27 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
     n_in = n_rejected = 0
     out_fmt = plan.recipe["output"]["format"]
     rej_fmt = "jsonl.zst" if out_fmt == "jsonl.zst" else out_fmt
-    rej_path = plan.path("rejected", f"seg-{seg_index}-shard-{shard:05d}{EXT[rej_fmt]}")
-    q_path = plan.path("quarantine", f"shard-{shard:05d}.jsonl.zst")
-    # only raw input (segment 0) can be quarantined; later segments read our own shards
-    q_writer = ShardWriter(q_path, "jsonl.zst") if seg_index == 0 else contextlib.nullcontext(_NoQuarantine())
-    with ShardWriter(rej_path, rej_fmt) as rej_w, q_writer as q_w:
+    rej_rel = os.path.join("rejected", f"seg-{seg_index}-shard-{shard:05d}{EXT[rej_fmt]}")
+    # raw input (segment 0) always has a quarantine shard; later segments only when a
+    # stage raised on a record
+    q_rel = os.path.join("quarantine", f"shard-{shard:05d}.jsonl.zst" if seg_index == 0
+                         else f"seg-{seg_index}-shard-{shard:05d}.jsonl.zst")
+    account = ShardAccount(ShardSpec.from_dict(plan.shards[shard]).name if seg_index == 0 else "")
+    with ShardWriter(plan.path(rej_rel), rej_fmt) as rej_w, \
+            ShardWriter(plan.path(q_rel), "jsonl.zst", skip_empty=seg_index > 0) as q_w:
         batch: list[Record] = []
-        for item in _input_items(plan, seg_index, shard):
+        for item in _input_items(plan, seg_index, shard, account):
             n_in += 1
             if isinstance(item, Quarantined):
                 q_w.write_line(item.to_json())
                 continue
             batch.append(item)
             if len(batch) >= batch_size:
-                n_rejected += _run_batch(batch, chain, stats, rej_w, kept, count_read=seg_index == 0)
+                n_rejected += _run_batch(batch, chain, stats, rej_w, q_w, kept, count_read=seg_index == 0)
                 if progress is not None:
                     progress(seg_index, shard, len(batch))
                 batch = []
-        n_rejected += _run_batch(batch, chain, stats, rej_w, kept, count_read=seg_index == 0)
+        n_rejected += _run_batch(batch, chain, stats, rej_w, q_w, kept, count_read=seg_index == 0)
         if progress is not None:
             progress(seg_index, shard, len(batch))
     n_quarantined = q_w.records
@@ -220,10 +272,13 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
     result = {
         "segment": seg_index, "shard": shard, "in": n_in, "kept": len(kept), "rejected": n_rejected,
         "quarantined": n_quarantined, "seconds": round(time.time() - t0, 3), "stages": stats.to_json(),
-        "outputs": {"kept": outputs, "rejected": [{"path": rej_path, "records": rej_w.records,
+        # paths relative to the run dir: a run dir may be moved and resumed
+        "outputs": {"kept": outputs, "rejected": [{"path": rej_rel, "records": rej_w.records,
                                                    "tokens": rej_w.tokens}],
-                    "quarantine": [{"path": q_path, "records": n_quarantined, "tokens": 0}] if seg_index == 0 else []},
+                    "quarantine": [{"path": q_rel, "records": n_quarantined, "tokens": 0}] if q_w.written else []},
     }
+    if seg_index == 0:
+        result["input"] = account.to_dict()
     if n_in != len(kept) + n_rejected + n_quarantined:
         raise RuntimeError(f"segment {seg_index} shard {shard}: {n_in} in != {len(kept)} kept + "
                            f"{n_rejected} rejected + {n_quarantined} quarantined")
@@ -236,9 +291,9 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
 
 
 def _run_batch(batch: list[Record], chain: list[Stage], stats: _StageStats, rej_w: ShardWriter,
-               kept: list[Record], count_read: bool) -> int:
-    """Send a batch through the chain; rejected records go to ``rej_w``, survivors to
-    ``kept``.  Returns the number rejected."""
+               q_w: ShardWriter, kept: list[Record], count_read: bool) -> int:
+    """Send a batch through the chain; rejected records go to ``rej_w``, records a
+    stage raised on to ``q_w``, survivors to ``kept``.  Returns the number rejected."""
     read = stats.stage("read")
     read["in"] += len(batch) if count_read else 0
     alive, n_rejected = [], 0
@@ -253,19 +308,14 @@ def _run_batch(batch: list[Record], chain: list[Stage], stats: _StageStats, rej_
     for st in chain:
         if not alive:
             break
-        alive, dead = stats.run(st, alive)
+        alive, dead, failed = stats.run(st, alive)
         for r in dead:
             rej_w.write_record(r)
+        for q in failed:
+            q_w.write_line(q.to_json())
         n_rejected += len(dead)
     kept.extend(alive)
     return n_rejected
-
-
-class _NoQuarantine:
-    records = 0
-
-    def write_line(self, line: bytes) -> None:
-        raise AssertionError("records read from thresher's own shards cannot be quarantined")
 
 
 def _write_kept(plan: Plan, seg_index: int, shard: int, kept: list[Record]) -> list[dict]:
@@ -276,7 +326,7 @@ def _write_kept(plan: Plan, seg_index: int, shard: int, kept: list[Record]) -> l
         with ShardWriter(path, plan.recipe["output"]["format"] if last else "jsonl.zst") as w:
             for r in kept:
                 w.write_record(r)
-        return [{"path": path, "records": w.records, "tokens": w.tokens}]
+        return [{"path": plan.rel(path), "records": w.records, "tokens": w.tokens}]
     groups: dict[str, list[Record]] = {}
     for r in kept:
         groups.setdefault(str(r.meta.get(split_by, "none")), []).append(r)
@@ -286,7 +336,7 @@ def _write_kept(plan: Plan, seg_index: int, shard: int, kept: list[Record]) -> l
         with ShardWriter(path, plan.recipe["output"]["format"]) as w:
             for r in groups[group]:
                 w.write_record(r)
-        outputs.append({"path": path, "records": w.records, "tokens": w.tokens, "group": group})
+        outputs.append({"path": plan.rel(path), "records": w.records, "tokens": w.tokens, "group": group})
     return outputs
 
 

@@ -74,13 +74,24 @@ def _moss(obj: dict) -> list[dict]:
     if obj.get("meta_instruction"):
         msgs.append(_msg("system", obj["meta_instruction"]))
     chat = obj["chat"]
-    for key in sorted(chat, key=lambda k: int(k.split("_")[-1]) if k.split("_")[-1].isdigit() else 0):
+    for key in sorted(chat, key=_turn_number):
         turn = chat[key]
+        if not isinstance(turn, dict):
+            raise FormatError(f"moss: chat[{key!r}] is {type(turn).__name__}, not an object")
         for field, role in (("Human", "user"), ("MOSS", "assistant")):
             if field in turn:
+                if not isinstance(turn[field], str):
+                    raise FormatError(f"moss: chat[{key!r}][{field!r}] is not a string")
                 text = _MOSS_SUFFIX.sub("", _MOSS_PREFIX.sub("", turn[field]))
                 msgs.append(_msg(role, text.strip()))
     return msgs
+
+
+def _turn_number(key: str) -> int:
+    """``turn_12`` -> 12; keys without an ASCII number sort first (``"²".isdigit()`` is
+    true but ``int("²")`` fails, so isdigit is not the test)."""
+    tail = str(key).rsplit("_", 1)[-1]
+    return int(tail) if tail.isascii() and tail.isdigit() else 0
 
 
 def _answer_text(value: Any) -> str:
@@ -116,8 +127,13 @@ def _dpo_prompt(obj: dict) -> list[dict]:
 
 def oasst_threads(node: dict, prefix: list[dict] | None = None) -> Iterator[list[dict]]:
     """Flatten an oasst message tree into every root-to-leaf thread."""
+    if not isinstance(node, dict):
+        raise FormatError(f"oasst: message node is {type(node).__name__}, not an object")
+    replies = node.get("replies") or []
+    if not isinstance(replies, list) or not all(isinstance(r, dict) for r in replies):
+        raise FormatError("oasst: replies must be a list of message objects")
+    replies = [r for r in replies if not r.get("deleted")]
     prefix = (prefix or []) + [_msg(_role(node.get("role", "prompter")), node.get("text", ""))]
-    replies = [r for r in node.get("replies") or () if not r.get("deleted")]
     if not replies:
         yield prefix
         return
@@ -147,6 +163,8 @@ def detect_format(obj: dict) -> str:
         return "firefly"
     if isinstance(obj.get("data"), list):
         return "data"
+    if isinstance(obj.get("instances"), list) and "instruction" in keys:
+        return "instances"  # self-instruct / BELLE seed tasks: one instruction, several (input, output)
     if any(k in keys for k in ANSWER_KEYS) and any(k in keys for k in PROMPT_KEYS):
         return "alpaca"
     if any(isinstance(obj.get(k), str) for k in TEXT_KEYS):
@@ -168,11 +186,21 @@ def _alpaca(obj: dict) -> list[dict]:
     msgs = []
     if obj.get("system"):
         msgs.append(_msg("system", obj["system"]))
-    for pair in obj.get("history") or ():
+    history = obj.get("history") or ()
+    if not isinstance(history, (list, tuple)):
+        raise FormatError(f"alpaca: history is {type(history).__name__}, not a list of [q, a] pairs")
+    for pair in history:
         if isinstance(pair, (list, tuple)) and len(pair) == 2:
             msgs += [_msg("user", pair[0]), _msg("assistant", pair[1])]
     msgs += [_msg("user", prompt), _msg("assistant", obj[answer_key])]
     return msgs
+
+
+def _instances(obj: dict) -> list[dict]:
+    insts = obj["instances"]
+    if not insts or not all(isinstance(i, dict) and isinstance(i.get("output"), str) for i in insts):
+        raise FormatError("instances: expected a non-empty list of {input, output} objects")
+    return insts
 
 
 def convert(obj: Any, source: str, mapping: dict | None = None, origin: str | None = None) -> list[Record]:
@@ -188,7 +216,10 @@ def convert(obj: Any, source: str, mapping: dict | None = None, origin: str | No
         # a thresher output read back (re-tiering, chained runs): keep id, scores, tags
         rec = Record.from_dict(obj)
         if isinstance(rec.meta, str):
-            rec.meta = orjson.loads(rec.meta)
+            try:
+                rec.meta = orjson.loads(rec.meta)
+            except orjson.JSONDecodeError as e:
+                raise FormatError(f"thresher record {rec.id!r}: meta is a string but not JSON: {e}") from None
         if (mapping or {}).get("reconsider") and rec.meta.pop("reject", None) is not None:
             rec.meta["reconsidered"] = True
         return [rec]
@@ -209,6 +240,10 @@ def convert(obj: Any, source: str, mapping: dict | None = None, origin: str | No
             return [make_record("sft", source, messages=t, meta=dict(keep),
                                 origin=None if origin is None else f"{origin}#{k}")
                     for k, t in enumerate(oasst_threads(root))]
+        if fmt == "instances":
+            return [make_record("sft", source, messages=_alpaca({"instruction": obj["instruction"], **inst}),
+                                meta=dict(keep), origin=None if origin is None else f"{origin}#{k}")
+                    for k, inst in enumerate(_instances(obj))]
         if fmt == "dpo":
             return [make_record("dpo", source, messages=_dpo_prompt(obj), chosen=_answer_text(obj["chosen"]),
                                 rejected=_answer_text(obj["rejected"]), meta=keep, origin=origin)]
@@ -219,7 +254,7 @@ def convert(obj: Any, source: str, mapping: dict | None = None, origin: str | No
         if fmt not in builders:
             raise FormatError(f"unknown format {fmt!r} in mapping")
         msgs = builders[fmt](obj)
-        if obj.get("system") and fmt in ("sharegpt", "messages", "firefly") and msgs[0]["role"] != "system":
+        if obj.get("system") and fmt in ("sharegpt", "messages", "firefly") and (not msgs or msgs[0]["role"] != "system"):
             msgs.insert(0, _msg("system", obj["system"]))
         return [make_record("sft", source, messages=msgs, meta=keep, origin=origin)]
     except KeyError as e:

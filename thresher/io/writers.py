@@ -59,9 +59,11 @@ class ShardWriter:
     final name is never created.  Lines are buffered and compressed on close.
     """
 
-    def __init__(self, path: str, fmt: str = "jsonl.zst"):
+    def __init__(self, path: str, fmt: str = "jsonl.zst", skip_empty: bool = False):
         self.path = path
         self.fmt = fmt
+        self.skip_empty = skip_empty  # write no file at all when nothing was written
+        self.written = False
         self.tmp = tmp_name(path)
         self.lines: list[bytes] = []
         self.rows: list[dict] = []
@@ -92,8 +94,11 @@ class ShardWriter:
             if os.path.exists(self.tmp):
                 os.remove(self.tmp)
             return
+        if self.skip_empty and not self.records:
+            return
         self._flush()
         os.replace(self.tmp, self.path)
+        self.written = True
 
     def _flush(self) -> None:
         if self.fmt == "parquet":
