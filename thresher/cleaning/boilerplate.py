@@ -47,11 +47,10 @@ _SENT_SPLIT = re.compile(r"(?<=[。！？!?；])")
 class BoilerplateTrimmer(Normalizer):
     """Trim boilerplate lines (or, in a one-line document, sentences) from both ends.
 
-    From each end, scan line by line; a line containing a phrase (or a very short line
-    without sentence punctuation, e.g. a navigation item) is a hit.  Stop after
-    ``patience`` consecutive non-hit lines and cut everything up to the last hit -- in
-    the head, up to the last *phrase* hit, so the title lines just above the body stay.
-    The body in the middle is never touched.
+    From each end, scan line by line; a line containing a phrase is a hit, a very short
+    line without sentence punctuation (a navigation item, a sign-off) a weak one (see
+    ``_scan``).  Stop after ``patience`` consecutive body lines and cut up to the last
+    hit.  The body in the middle is never touched.
     """
     defaults = {"phrases": [], "use_default_phrases": True, "patience": 2, "short_line_chars": 6,
                 "max_fraction": 0.8, "sentences": True, "max_sentence_chars": 120}
@@ -74,22 +73,23 @@ class BoilerplateTrimmer(Normalizer):
         return "short" if len(s) <= self.short_line_chars and not _SENT.search(s) else ""
 
     def _scan(self, lines: list[str], head: bool) -> int:
-        """How many leading lines are boilerplate."""
-        cut = phrase_cut = misses = 0
+        """How many leading lines are boilerplate.  Phrase lines cut (across up to
+        ``patience - 1`` body lines); a short line only cuts at the tail while it is
+        contiguous with the end or a cut, and never at the head: short lines right above
+        the body are its title / author line, not navigation."""
+        cut = misses = 0
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             kind = self._hit(line)
-            if kind:
+            if kind == "phrase" or (kind == "short" and not head and misses == 0):
                 cut = i + 1
-                phrase_cut = i + 1 if kind == "phrase" else phrase_cut
                 misses = 0
-            else:
+            elif not kind:
                 misses += 1
                 if misses >= self.patience:
                     break
-        # short lines right above the body are its title / author line, not navigation
-        return phrase_cut if head else cut
+        return cut
 
     def _sentence_hit(self, s: str) -> bool:
         s = s.strip()
@@ -126,12 +126,13 @@ class BoilerplateTrimmer(Normalizer):
 
 @register("repeated_boilerplate")
 class RepeatedBoilerplate(LineDedup):
-    """Remove lines (and sentences of lines longer than ``sentence_line_chars``) that occur
-    in ``min_docs`` or more documents of the same source.  Chapter headings are kept."""
-    defaults = {"min_docs": 5, "min_line_chars": 8, "sentence_line_chars": 200}
+    """Remove lines, and sentences of multi-sentence lines, of ``min_line_chars`` or more
+    that occur in ``min_docs`` or more documents of the same source (one-line documents
+    carry their boilerplate as sentences).  Chapter headings are kept."""
+    defaults = {"min_docs": 5, "min_line_chars": 10}
 
     def _pieces(self, line: str) -> list[str]:
-        return _SENT_SPLIT.split(line) if len(line) > self.sentence_line_chars else [line]
+        return _SENT_SPLIT.split(line) if _SENT.search(line[:-1]) else [line]
 
     def _key(self, rec: Record, piece: str) -> int | None:
         s = piece.strip()

@@ -80,11 +80,11 @@ class LanguageFilter(Stage):
         head = text[: self.max_model_chars]
         cjk = count_chars(CJK_RE, head)
         latin = count_chars(LATIN_RE, head)
-        if cjk:
-            kana, hangul = count_chars(_KANA, head), count_chars(_HANGUL, head)
-            for lang, n in (("ja", kana), ("ko", hangul)):
-                if n >= 2 and n >= self.kana_share * (cjk + kana + hangul):
-                    return [(lang, 1.0)]
+        kana, hangul = count_chars(_KANA, head), count_chars(_HANGUL, head)
+        if kana >= 2 and kana >= self.kana_share * (cjk + kana):
+            return [("ja", 1.0)]
+        if hangul >= 2 and hangul >= self.kana_share * (cjk + latin + hangul):
+            return [("ko", 1.0)]
         if cjk + latin < self.min_model_chars:
             if cjk + latin == 0:
                 return [("und", 0.0)]

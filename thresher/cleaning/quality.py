@@ -202,7 +202,9 @@ class ZhQualityFilter(Stage):
             self._word_signals(s, words, text, lines, doc)
         if doc:
             s["punct"] = len(_PUNCT_ANY.findall(text)) if n < 2000 else (1 if _PUNCT_ANY.search(text) else 0)
-            s["line_punct_ratio"] = round(sum(1 for ln in lines if ln.rstrip(_CLOSERS).endswith(_ENDS)) / nl, 4)
+            prose = _prose_lines(lines) if "```" in text or "#" in text or "|" in text else lines
+            s["line_punct_ratio"] = (round(sum(1 for ln in prose if ln.rstrip(_CLOSERS).endswith(_ENDS)) / len(prose), 4)
+                                     if prose else 1.0)
             s["avg_line_len"] = round(sum(map(len, lines)) / nl, 2)
             s["toc_ratio"] = round(sum(1 for ln in lines if _TOC_RE.search(ln)) / nl, 4) if len(lines) >= 5 else 0.0
             fields = [f for f in _FIELD_SPLIT.split(text) if f.strip()]
@@ -429,6 +431,22 @@ def _is_punct(w: str) -> bool:
 
 def _has_alpha(w: str) -> bool:
     return any(c.isalpha() for c in w)
+
+
+_MD_STRUCT = re.compile(r"^\s*(?:#{1,6}\s|\|)")
+
+
+def _prose_lines(lines: list[str]) -> list[str]:
+    """Lines that should end like sentences: not Markdown headings, table rows, code fences
+    or the code inside them (a Chinese tutorial's code lines are not unpunctuated prose)."""
+    out, code = [], False
+    for ln in lines:
+        if ln.lstrip().startswith("```"):
+            code = not code
+            continue
+        if not code and not _MD_STRUCT.match(ln):
+            out.append(ln)
+    return out
 
 
 def _is_symbol_junk(w: str) -> bool:

@@ -60,7 +60,27 @@ def split_units(text: str, unit: str) -> list[tuple[int, str]]:
         pos += len(line)
     if unit == "chapter" and (not starts or starts[0] != 0):
         starts.insert(0, 0)
-    return _pieces(text, starts)
+    pieces = _pieces(text, starts)
+    return _merge_titles(pieces) if unit == "chapter" else pieces
+
+
+def _merge_titles(pieces: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """A piece of heading lines only (a book title, 第二章 right before 第一节) introduces
+    the next piece: it joins it instead of becoming a document of its own."""
+    out: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for off, piece in pieces:
+        if pending is not None:
+            off, piece = pending[0], pending[1] + "\n" + piece
+            pending = None
+        lines = piece.splitlines()
+        if all(is_heading(ln) for ln in lines) or (len(lines) == 1 and len(piece) <= _HEADING_MAX):
+            pending = (off, piece)
+            continue
+        out.append((off, piece))
+    if pending is not None:
+        out.append(pending)
+    return out
 
 
 def _pieces(text: str, cuts: list[int]) -> list[tuple[int, str]]:
