@@ -102,8 +102,10 @@ class Quarantined:
     def to_json(self) -> bytes:
         d = {"source": self.source, "file": self.file, "offset": self.offset, "length": self.length,
              "kind": self.kind, "error": self.error}
+        if self.origin:  # what the unit's record would have had as meta.origin
+            d["origin"] = self.origin
         if self.record_id:
-            d.update(origin=self.origin, id=self.record_id)
+            d["id"] = self.record_id
         if len(self.raw) > RAW_INLINE_MAX:
             d["raw_ref"] = {"file": self.file, "offset": self.offset, "length": len(self.raw)}
             d["raw_b64"] = ""
@@ -162,12 +164,12 @@ def _unique_files(files: list[str]) -> list[str]:
     """One path per real file: ``**`` follows symlinked folders, and a symlink loop would
     otherwise list the same file dozens of times (each copy a duplicate record id)."""
     seen, out = set(), []
-    for f in files:
+    for f in sorted(files, key=lambda f: (f.count(os.sep), f)):  # the shortest path to a file wins
         st = os.stat(f)
         if (st.st_dev, st.st_ino) not in seen:
             seen.add((st.st_dev, st.st_ino))
             out.append(f)
-    return out
+    return sorted(out)
 
 
 def detect_format(path: str, compression: str | None) -> str:
@@ -233,10 +235,51 @@ def _open_stream(path: str, compression: str | None):
     if compression == "gzip":
         return gzip.open(path, "rb")
     if compression == "zstd":
-        import zstandard
-        fh = open(path, "rb")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh, closefd=True))
+        return io.BufferedReader(_ZstdStream(open(path, "rb")), 1 << 16)
     return open(path, "rb")
+
+
+class _ZstdStream(io.RawIOBase):
+    """Decompressed bytes of a zstd file, frame after frame, that *fails* where the
+    file does: zstandard's stream_reader ends quietly inside a truncated frame (records
+    lost, nothing reported) and stops at the first frame, ignoring what follows."""
+
+    def __init__(self, fh):
+        import zstandard
+        self._fh, self._z = fh, zstandard
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._fed = False  # bytes went into the current frame
+        self._buf, self._pos = b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, out) -> int:
+        while not self._buf:
+            chunk = self._fh.read(1 << 16)
+            if not chunk:
+                if self._fed and not self._obj.eof:
+                    raise EOFError("zstd stream ends inside a frame (file truncated)")
+                return 0
+            self._feed(chunk)
+        n = min(len(out), len(self._buf) - self._pos)
+        out[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        if self._pos == len(self._buf):
+            self._buf, self._pos = b"", 0
+        return n
+
+    def _feed(self, chunk: bytes) -> None:
+        while chunk:
+            if self._obj.eof:  # the next frame (or trailing garbage, which raises)
+                self._obj = self._z.ZstdDecompressor().decompressobj()
+            self._fed = True
+            self._buf += self._obj.decompress(chunk)
+            chunk = self._obj.unused_data if self._obj.eof else b""
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 # ---------------------------------------------------------------------------
@@ -329,7 +372,9 @@ def _planned_end(spec: ShardSpec) -> int:
         return 0
 
 
-_STREAM_ERRORS = (EOFError, OSError, zlib.error, ValueError)
+# a broken container raises anything from EOFError to zstandard.ZstdError; whatever
+# it is, the rest of the stream becomes one explicit remainder entry
+_STREAM_ERRORS = (Exception,)
 
 
 def _iter_lines(spec: ShardSpec) -> Iterator[tuple[int, bytes]]:
@@ -422,10 +467,11 @@ def _line_unit(spec: ShardSpec, offset: int, line: bytes, body: bytes, mapping: 
                 obj = orjson.loads(text)
     except UnicodeDecodeError as e:
         yield Quarantined(spec.source, spec.name, offset, f"undecodable bytes (not UTF-8, GB18030 or Big5): {e}",
-                          raw, len(line))
+                          raw, len(line), origin=f"{spec.name}:{offset}")
         return
     except orjson.JSONDecodeError as e:
-        yield Quarantined(spec.source, spec.name, offset, f"bad JSON line: {e}", raw, len(line))
+        yield Quarantined(spec.source, spec.name, offset, f"bad JSON line: {e}", raw, len(line),
+                          origin=f"{spec.name}:{offset}")
         return
     yield from _convert(obj, spec, f"{spec.name}:{offset}", offset, raw, len(line), mapping, codec)
 
@@ -451,7 +497,7 @@ def _read_whole_text(spec: ShardSpec, account: ShardAccount) -> Iterator[Record 
     try:
         text, codec = decode_unit(body, spec.encoding)
     except UnicodeDecodeError as e:
-        yield Quarantined(spec.source, spec.name, 0, f"undecodable bytes: {e}", raw, len(raw))
+        yield Quarantined(spec.source, spec.name, 0, f"undecodable bytes: {e}", raw, len(raw), origin=f"{spec.name}:0")
         return
     if spec.text_unit == "file":
         yield from _convert(text, spec, f"{spec.name}:0", 0, raw, len(raw), {}, codec)
@@ -472,7 +518,7 @@ def _convert(obj, spec: ShardSpec, origin: str, offset: int, raw: bytes, length:
     except Exception as e:  # noqa: BLE001 - one bad unit must never end the shard
         what = "unrecognised record" if isinstance(e, FormatError) else "conversion failed"
         yield Quarantined(spec.source, spec.name, offset, f"{what}: {type(e).__name__}: {e}",
-                          raw if raw else _raw_of(obj), length)
+                          raw if raw else _raw_of(obj), length, origin=origin)
         return
     for rec in records:
         if codec != "utf-8":
@@ -603,7 +649,8 @@ def _array_element(spec: ShardSpec, buf, s: int, e: int, index: int, mapping: di
                 raise
             obj = orjson.loads(text)
     except (orjson.JSONDecodeError, UnicodeDecodeError) as err:
-        yield Quarantined(spec.source, spec.name, off, f"bad JSON array element [{index}]: {err}", body, len(body))
+        yield Quarantined(spec.source, spec.name, off, f"bad JSON array element [{index}]: {err}", body, len(body),
+                          origin=f"{spec.name}:[{index}]")
         return
     yield from _convert(obj, spec, f"{spec.name}:[{index}]", off, body, len(body), mapping, codec)
 

@@ -40,11 +40,26 @@ def tmp_name(path: str) -> str:
 def atomic_write_bytes(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = tmp_name(path)
-    with open(tmp, "wb") as f:
+    try:
+        _write_synced(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:  # ENOSPC, a signal: leave no temp file behind
+        _remove_quietly(tmp)
+        raise
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_json(path: str, obj) -> None:
@@ -91,13 +106,16 @@ class ShardWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            if os.path.exists(self.tmp):
-                os.remove(self.tmp)
+            _remove_quietly(self.tmp)
             return
         if self.skip_empty and not self.records:
             return
-        self._flush()
-        os.replace(self.tmp, self.path)
+        try:
+            self._flush()
+            os.replace(self.tmp, self.path)
+        except BaseException:  # a full disk while compressing/writing: no temp file left
+            _remove_quietly(self.tmp)
+            raise
         self.written = True
 
     def _flush(self) -> None:
@@ -110,10 +128,7 @@ class ShardWriter:
         if self.fmt == "jsonl.zst":
             import zstandard
             data = zstandard.ZstdCompressor(level=3).compress(data)
-        with open(self.tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_synced(self.tmp, data)
 
 
 def parquet_schema():
