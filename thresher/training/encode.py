@@ -1,4 +1,13 @@
-"""Turn-by-turn tokenisation with loss masks (SFT) and prompt/answer pairs (DPO).
+"""Tokenisation with loss masks (SFT) and prompt/answer pairs (DPO).
+
+The conversation is rendered once and the whole string is tokenised once, so the
+training ids are exactly ``tok(render(conv))``: a SentencePiece tokenizer (LLaMA,
+Baichuan, Chinese-LLaMA) would otherwise prepend ``▁`` to every segment tokenised on
+its own, and the model would learn ids a server never sees.  Each token is then
+assigned to the template segment its characters come from (:func:`token_owners`):
+by the tokenizer's character offsets, or -- for tokenizers without offsets -- by
+tokenising each segment-end prefix and taking the common id prefix.  A token that
+straddles a boundary into an answer belongs to the answer (it is trained).
 
 Masking rule (``mask_mode``):
   * ``all_assistant`` (default): loss on every assistant turn *including* its turn-end
@@ -14,9 +23,10 @@ ends up with no trained token is dropped and counted.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
-from thresher.training.templates import ANSWER, ChatTemplate
+from thresher.training.templates import ANSWER, PROMPT, ChatTemplate, Segment
 
 IGNORE = -100
 MASK_MODES = ("all_assistant", "last_turn", "train_on_prompt")
@@ -38,6 +48,75 @@ class EncodeStats:
         if self.errors:
             d["errors"] = dict(list(self.errors.items())[:5])
         return d
+
+
+def _owners_from_offsets(offsets, bounds: list[int], kinds: list[str]) -> list[int]:
+    """Segment index of each token from its (start, end) character span."""
+    starts = [0] + bounds[:-1]
+    n, owners, prev = len(bounds), [], 0
+    for s, e in offsets:
+        o = min(bisect.bisect_right(bounds, s), n - 1)
+        for j in range(o + 1, n):      # reaches into a later answer: merged across the boundary, trained
+            if starts[j] >= e:
+                break
+            if kinds[j] == ANSWER:
+                o = j
+                break
+        prev = max(prev, o)
+        owners.append(prev)
+    return owners
+
+
+def _common_prefix(a: list, b: list) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _owners_from_prefixes(encode, text: str, ids: list[int], bounds: list[int], kinds: list[str]) -> list[int]:
+    """Segment index of each token for tokenizers without offsets: the ids of ``text[:b]``
+    for each segment end ``b`` share a prefix with the ids of the whole text; where they
+    part (a token spans the boundary) the token goes to the later segment, unless the
+    earlier one is an answer -- the same rule as :func:`_owners_from_offsets`."""
+    owners, done = [], 0
+    for k, b in enumerate(bounds[:-1]):
+        p = encode(text[:b])
+        c = _common_prefix(ids, p)
+        if c < len(p) and kinds[k] == ANSWER and c < len(ids):
+            c += 1
+        c = max(c, done)
+        owners += [k] * (c - done)
+        done = c
+    return owners + [len(bounds) - 1] * (len(ids) - done)
+
+
+def token_owners(tok, text: str, bounds: list[int], kinds: list[str], use_offsets: bool | None = None):
+    """(ids of ``text``, segment index of each id); ``bounds`` are the segments' end offsets."""
+    if use_offsets is None:
+        use_offsets = bool(getattr(tok, "is_fast", False))
+    if use_offsets:
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        return enc["input_ids"], _owners_from_offsets(enc["offset_mapping"], bounds, kinds)
+    encode = lambda t: tok(t, add_special_tokens=False)["input_ids"]   # noqa: E731
+    ids = encode(text)
+    return ids, _owners_from_prefixes(encode, text, ids, bounds, kinds)
+
+
+def tokenise_segments(tok, segs: list[Segment], use_offsets: bool | None = None) -> list[list[int]]:
+    """The ids of ``"".join(segs)`` split into one list per segment (some may be empty)."""
+    text = "".join(s.text for s in segs)
+    bounds, pos = [], 0
+    for s in segs:
+        pos += len(s.text)
+        bounds.append(pos)
+    ids, owners = token_owners(tok, text, bounds, [s.kind for s in segs], use_offsets)
+    out: list[list[int]] = [[] for _ in segs]
+    for i, o in zip(ids, owners):
+        out[o].append(i)
+    return out
 
 
 def _middle_cut(ids: list, labels: list, budget: int) -> tuple[list, list]:
@@ -63,16 +142,22 @@ class Encoder:
         self.bos = tokenizer.bos_token or ""
         self.eos = tokenizer.eos_token
         self.stats = EncodeStats()
-
-    def _ids(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        self.use_offsets = None   # None: offsets when the tokenizer gives them (fast), else prefixes
 
     def _tokenised_segments(self, messages, gen=False):
         segs = self.template.segments(messages, self.bos, self.eos, add_generation_prompt=gen)
-        out = [(self._ids(s.text), s.kind, s.turn) for s in segs]
+        out = [(ids, s.kind, s.turn) for ids, s in zip(tokenise_segments(self.tok, segs, self.use_offsets), segs)]
         if self.add_bos:
-            out.insert(0, ([self.tok.bos_token_id], "prompt", -1))
+            out.insert(0, ([self.tok.bos_token_id], PROMPT, -1))
         return out
+
+    def render(self, messages, gen=False) -> str:
+        return self.template.render(messages, self.bos, self.eos, add_generation_prompt=gen)
+
+    def reference_ids(self, messages, gen=False) -> list[int]:
+        """``tok(render(conv))``: what a server tokenising the rendered text sees."""
+        ids = self.tok(self.render(messages, gen), add_special_tokens=False)["input_ids"]
+        return ([self.tok.bos_token_id] if self.add_bos else []) + ids
 
     # ------------------------------------------------------------------ SFT
     def encode_sft(self, messages: list[dict]) -> dict | None:
@@ -155,8 +240,11 @@ class Encoder:
             self.stats.dropped_invalid += 1
             self.stats.errors.setdefault(type(e).__name__ + ": " + str(e)[:80], 0)
             return None
-        prompt = pairs[0][0]
-        c, r = pairs[0][1], pairs[1][1]
+        # a token spanning the prompt/answer boundary can make the two prompts' ids part: the
+        # shared prefix is the prompt and each answer keeps its own tail, so both stay tok(render)
+        n = _common_prefix(pairs[0][0], pairs[1][0])
+        prompt = pairs[0][0][:n]
+        c, r = pairs[0][0][n:] + pairs[0][1], pairs[1][0][n:] + pairs[1][1]
         truncated = False
         mpl = self.max_prompt_length or self.max_length // 2
         longest = max(len(c), len(r))

@@ -45,3 +45,30 @@ def build_tiny(out_dir: str, corpus: str | None = None, vocab_size: int = 2000, 
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     LlamaForCausalLM(cfg).save_pretrained(out_dir)
     return {"out": out_dir, "vocab": len(tok), "hidden": hidden, "layers": layers}
+
+
+def train_llama_sp(texts: list[str], vocab_size: int = 800, model_type: str = "bpe") -> bytes:
+    """A SentencePiece model shaped like LLaMA's: byte fallback, split digits, identity
+    normalisation, whitespace kept, dummy prefix; ids 0/1/2 = <unk>/<s>/</s>."""
+    import io
+    import sentencepiece as spm
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type=model_type,
+        character_coverage=1.0, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False, minloglevel=2)
+    return buf.getvalue()
+
+
+def save_llama_sp_tokenizer(out_dir: str, proto: bytes, legacy: bool = True) -> None:
+    """``tokenizer.model`` + the HF config that loads it as a LLaMA tokenizer."""
+    import json
+    import os
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "tokenizer.model"), "wb") as f:
+        f.write(proto)
+    conf = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+            "legacy": legacy, "add_bos_token": True, "add_eos_token": False, "model_max_length": 4096}
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(conf, f, indent=1)
