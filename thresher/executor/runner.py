@@ -138,17 +138,19 @@ def prepare_plan(recipe: dict, accept_changed: bool = False) -> Plan:
     against changed inputs or changed code is refused unless ``accept_changed``."""
     run_dir = recipe["output"]["dir"]
     stored = os.path.join(run_dir, "state", "plan.json")
-    shards = plan_inputs(recipe)
-    plan = Plan.build(recipe, shards)
-    inputs, code = input_fingerprints(shards), code_fingerprint(recipe)
+    code = code_fingerprint(recipe)
     if not os.path.exists(stored):
-        _store_plan(stored, plan, inputs, code)
+        shards = plan_inputs(recipe)
+        plan = Plan.build(recipe, shards)
+        _store_plan(stored, plan, input_fingerprints(shards), code)
         return plan
     with open(stored, "rb") as f:
         old = orjson.loads(f.read())
-    if old.get("recipe_fingerprint", plan.recipe_fingerprint()) != plan.recipe_fingerprint():
+    segments = Plan.build(recipe, []).segments
+    if old.get("recipe_fingerprint") != Plan(recipe, [], segments).recipe_fingerprint():
         raise ConfigError(f"{run_dir} holds a run of a different recipe; "
                           "use a new output.dir, or `thresher run --restart` to discard it")
+    inputs, shards = _inputs_now(recipe, old)
     changed = _changes(old.get("inputs", {}), inputs)
     if old.get("code") != code:
         changed.append(f"code: {old.get('code')} -> {code}")
@@ -156,14 +158,32 @@ def prepare_plan(recipe: dict, accept_changed: bool = False) -> Plan:
         raise ConfigError(f"{run_dir}: inputs or code changed since this run started:\n  " + "\n  ".join(changed)
                           + "\nresuming would mix old and new data; use `thresher run --restart` to start over, "
                             "or `--accept-changed` to resume anyway")
+    plan = Plan(recipe=recipe, shards=old["shards"], segments=segments)
     if changed:  # accepted: finished shards stand, the rest reads the files as they are now
         get_logger().warning("resuming with changed inputs/code (--accept-changed):\n  %s", "\n  ".join(changed))
-        plan = Plan(recipe=recipe, shards=old["shards"], segments=plan.segments)
         _store_plan(stored, plan, inputs, code)
-    elif old["fingerprint"] != plan.fingerprint():
-        raise ConfigError(f"{run_dir} holds a run of a different recipe or different inputs; "
+    elif shards is not None and [s.to_dict() for s in shards] != old["shards"]:
+        raise ConfigError(f"{run_dir} holds a run of different inputs; "
                           "use a new output.dir, or `thresher run --restart` to discard it")
     return plan
+
+
+def _inputs_now(recipe: dict, old: dict) -> tuple[dict, list | None]:
+    """Fingerprints of the stored plan's files as they are now (a deleted one shows as
+    missing), plus any file the recipe's inputs match now that the plan does not list."""
+    from ..io.readers import ShardSpec
+    inputs = {}
+    for d in old["shards"]:
+        spec = ShardSpec.from_dict(d)
+        if spec.name not in inputs:
+            inputs[spec.name] = file_fingerprint(spec.path)
+    try:
+        shards = plan_inputs(recipe)
+    except FileNotFoundError:  # every file of an input is gone: already reported as deleted
+        return inputs, None
+    for name, fp in input_fingerprints(shards).items():
+        inputs.setdefault(name, fp)
+    return inputs, shards
 
 
 def _store_plan(path: str, plan: Plan, inputs: dict, code: dict) -> None:
