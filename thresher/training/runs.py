@@ -30,7 +30,9 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def seed_everything(seed: int) -> None:
+    import numpy as np
     random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
 
 

@@ -315,9 +315,15 @@ class Trainer:
         f = self.ckpt_dir / "latest"
         return f.read_text().strip() if f.exists() else None
 
+    def _rng_path(self, tag: str) -> Path:
+        return self.ckpt_dir / tag / f"rng_state_{self.rank}.pt"
+
     def save_checkpoint(self, epoch: int, micro_in_epoch: int) -> None:
         tag = f"step-{self.global_step}"
         state = {"global_step": self.global_step, "epoch": epoch, "micro_in_epoch": micro_in_epoch}
+        # every rank keeps its own RNG streams (dropout masks differ per rank)
+        self._rng_path(tag).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(rng_state(), self._rng_path(tag))
         if self.engine is not None:
             self.engine.save_checkpoint(str(self.ckpt_dir), tag=tag, client_state=state)
         elif D.is_main():
@@ -360,6 +366,14 @@ class Trainer:
             self.scheduler.load_state_dict(blob["scheduler"])
             state = blob["client_state"]
         self.global_step = int(state["global_step"])
+        rng = self._rng_path(tag)
+        if rng.exists():
+            set_rng_state(torch.load(rng, map_location="cpu", weights_only=False))
+        else:
+            log.warning("checkpoint %s has no RNG state for rank %d: dropout after resume will differ", tag,
+                        self.rank)
+        if D.is_main():
+            truncate_metrics(self.metrics_path, self.global_step)
         log.info("resumed from %s (step %d, epoch %d, micro %d)", tag, self.global_step, state["epoch"],
                  state["micro_in_epoch"])
         return state
@@ -499,12 +513,51 @@ class Trainer:
                 merge_lora(base_model_path, str(adapter), str(out_dir), self.tok, self.cfg)
             else:
                 module.save_pretrained(str(out_dir), state_dict=sd)
+            from thresher.training.templates import get_template
+            # the Jinja twin of the template training used: apply_chat_template == training render
+            self.tok.chat_template = get_template(self.cfg.get("template", "open-assistant")).chat_template
             self.tok.save_pretrained(str(out_dir))
             with open(out_dir / "thresher_train_config.json", "w", encoding="utf-8") as f:
                 json.dump({k: v for k, v in self.cfg.items() if not k.startswith("__")}, f, ensure_ascii=False,
                           indent=1, default=str)
         D.barrier()
         return str(out_dir)
+
+
+def rng_state() -> dict:
+    """Python, numpy, torch and (when present) CUDA generator states: with them a resumed
+    run draws the same dropout masks and shuffles as the uninterrupted one."""
+    import random
+    import numpy as np
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    import random
+    import numpy as np
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop metric lines logged after ``step`` (the run died after its last checkpoint and
+    will log those steps again); returns how many were dropped."""
+    if not path.exists():
+        return 0
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [l for l in lines if not l.strip() or json.loads(l).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(keep), encoding="utf-8")
+        os.replace(tmp, path)
+        log.info("metrics.jsonl: dropped %d lines after step %d", len(lines) - len(keep), step)
+    return len(lines) - len(keep)
 
 
 def merge_lora(base_path: str, adapter_dir: str, out_dir: str, tok, cfg: dict) -> None:
