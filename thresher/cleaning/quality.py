@@ -28,6 +28,7 @@ from collections import Counter
 from ..pipeline import Stage, register
 from ..records import Record
 from ._segment import Segmenter
+from .structure import strip_protected
 from .turns import ANSWER_ROLES, apply_turn_failures, judged_turns
 from ._text import (CJK_RANGES, CLOSERS, LATIN_RE, PUNCT_CHARS, SPECIAL_RE, TERMINAL, cjk_count, count_chars,
                     nonspace_len, uncommon_cjk_re)
@@ -141,7 +142,7 @@ class ZhQualityFilter(Stage):
         # encoding damage / garbage
         "min_common_char_ratio": 0.9, "max_latin1_mojibake": 0.5, "max_garbled_islands": 8.0,
         "min_avg_line_len": 10.0, "min_lines_for_line_rules": 3, "min_stopwords": 2, "stopwords": list(ZH_STOPWORDS),
-        "min_repetition_words": None,
+        "min_repetition_words": None, "min_stopword_words": None,
         # SFT/DPO: judged turns, minimum turn length for any signal / for repetition ratios,
         # and what a failing turn does (reject | truncate | drop_pair, see cleaning/turns.py)
         "sft_min_turn_chars": 30, "sft_min_repetition_chars": 200, "sft_roles": list(ANSWER_ROLES),
@@ -324,6 +325,9 @@ class ZhQualityFilter(Stage):
             # a one- or two-line document (a sampled paragraph, a post) has no "line structure" to judge
             if reason in _LINE_RULES and s.get("lines", 0) < self.min_lines_for_line_rules:
                 continue
+            # FW2 judges stop words only on documents that passed min_doc_words (50)
+            if reason == "few_stopwords" and self.min_stopword_words and s.get("words", 1 << 30) < self.min_stopword_words:
+                continue
             if reason == "mojibake" and sig == "common_char_ratio" and s.get("chars", 0) * s.get("cjk_ratio", 0) < 20:
                 continue  # too few ideographs to judge
             if (op == "<" and v < thr) or (op == ">" and v > thr):
@@ -382,6 +386,7 @@ class ZhQualityFilter(Stage):
         worst_hi = ("special_ratio", "dup_line_frac", "dup_line_char_frac", "dup_para_frac", "latin1_mojibake",
                     "garbled_islands")
         for i, role, text in judged_turns(record, tuple(self.sft_roles)):
+            text = strip_protected(text)  # code and markup repeat by syntax; judge the prose
             if len(text) < self.sft_min_turn_chars:
                 continue
             agg["turns"] += 1
