@@ -1,8 +1,9 @@
-"""``thresher train sft|dpo|rounds|extend-vocab``.
+"""``thresher train sft|dpo|rounds|extend-vocab|preview``.
 
     thresher train sft --configs defaults tiny-llama datasets-demo --set lora.r=16 --output_dir out/x
     thresher train extend-vocab --base /models/llama-7b --corpus zh.txt --out tok-zh
     thresher train init-tiny --out .cache/tiny-llama --corpus runs/default/kept   # CPU demo model
+    thresher train preview --configs defaults tiny-llama datasets-demo --n 3 [--json] [--dpo]
 
 Everything after the named config blocks is an override (``--key value`` or
 ``--set key=value``, dotted keys reach nested settings).  ``--local_rank`` (passed
@@ -18,7 +19,7 @@ import sys
 
 from thresher.training.config import build_config, parse_overrides
 
-COMMANDS = ("sft", "dpo", "rounds", "extend-vocab", "show-config", "init-tiny")
+COMMANDS = ("sft", "dpo", "rounds", "extend-vocab", "show-config", "init-tiny", "preview")
 
 
 def _strip_local_rank(tokens: list[str]) -> list[str]:
@@ -79,8 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         from thresher.training.tiny import build_tiny
         print(json.dumps(build_tiny(a.out, a.corpus, a.vocab_size)))
         return 0
-    args, extra = _train_parser(cmd).parse_known_args(rest)
+    p = _train_parser(cmd)
+    if cmd == "preview":
+        p.add_argument("--n", type=int, default=5, help="how many samples")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--dpo", action="store_true", help="preview preference pairs (prompt + chosen)")
+    args, extra = p.parse_known_args(rest)
     cfg = build_config(args.configs, parse_overrides(extra), args.config_dir)
+    if cmd == "preview":
+        from thresher.training.preview import format_text, preview
+        rep = preview(cfg, args.n, "dpo" if args.dpo else "sft")
+        print(json.dumps(rep, ensure_ascii=False) if args.json else format_text(rep))
+        return 0
     if cmd == "show-config":
         import yaml
         print(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
