@@ -67,3 +67,14 @@ def test_cli_show_config_and_usage(capsys):
     assert "r: 3" in capsys.readouterr().out
     assert main([]) == 2
     assert main(["--help"]) == 0
+
+
+def test_bare_deepspeed_flag_resolves_to_the_block_default():
+    from thresher.training.config import build_config, parse_overrides
+    cfg = build_config(["defaults", "tiny-llama"], parse_overrides(["--num_train_epochs", "2", "--deepspeed"]))
+    assert cfg["deepspeed"] == "configs/deepspeed/zero2.json" and cfg["num_train_epochs"] == 2
+    cfg = build_config(["defaults", "llama-7b"], parse_overrides(["--deepspeed"]))
+    assert cfg["deepspeed"] == "configs/deepspeed/zero3.json"           # the model block's default
+    cfg = build_config(["defaults", "tiny-llama"], parse_overrides(["--deepspeed", "configs/deepspeed/zero3.json"]))
+    assert cfg["deepspeed"] == "configs/deepspeed/zero3.json"           # a path still works
+    assert build_config(["defaults"], parse_overrides(["--deepspeed", "false"]))["deepspeed"] is None

@@ -89,3 +89,16 @@ def test_deepspeed_zero3_lora_dpo_exports_merged(tiny_dir, tmp_path, ext_cache):
     from transformers import AutoModelForCausalLM
     model, info = AutoModelForCausalLM.from_pretrained(s["model_dir"], output_loading_info=True)
     assert not info["missing_keys"] and not any("lora" in n for n, _ in model.named_parameters())
+
+
+def test_bare_deepspeed_flag_selects_the_model_blocks_zero_config(tiny_dir, tmp_path, ext_cache):
+    """Open-Assistant's command line ends in a bare ``--deepspeed``: the merged blocks'
+    deepspeed_config is used (here the tiny model's ZeRO-3 set on the command line)."""
+    manifest = write_tier(tmp_path / "tier", sft_records(8))
+    out = tmp_path / "bare"
+    logs = launch(["sft", "--configs", "defaults", "tiny-llama", "--model_name", tiny_dir, "--output_dir", str(out),
+                   "--set", f"datasets=[{{tiny: {{input_file_path: {manifest}, val_split: 0.0}}}}]",
+                   "--set", "deepspeed_config=configs/deepspeed/zero3.json", "--per_device_train_batch_size", "2",
+                   "--logging_steps", "1", "--num_train_epochs", "1", "--deepspeed"], ext_cache)
+    assert "DeepSpeed config configs/deepspeed/zero3.json: ZeRO stage 3" in logs
+    assert json.load(open(out / "summary.json"))["global_step"] == 2      # 8 samples / (2 per rank * 2 ranks)

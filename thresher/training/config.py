@@ -134,4 +134,18 @@ def build_config(names: list[str], overrides: list[tuple[str, Any]] = (), config
     for k, v in overrides:
         set_dotted(cfg, k, v)
     cfg["_configs"] = names
+    return normalize_deepspeed(cfg)
+
+
+def normalize_deepspeed(cfg: dict) -> dict:
+    """Open-Assistant's bare ``--deepspeed`` flag (``deepspeed: true``) selects the merged
+    blocks' ``deepspeed_config`` (each model block names its default ZeRO config); a path
+    or an inline dict is used as given, and false/null means the plain torch loop."""
+    ds = cfg.get("deepspeed")
+    if ds is True:
+        if not cfg.get("deepspeed_config"):
+            raise ValueError("--deepspeed given without a path and no deepspeed_config in the config blocks")
+        cfg["deepspeed"] = cfg["deepspeed_config"]
+    elif ds is False:
+        cfg["deepspeed"] = None
     return cfg

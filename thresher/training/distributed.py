@@ -103,6 +103,9 @@ def resolve_ds_path(path: str) -> Path:
 
 def fill_ds_config(ds: dict | str, cfg: dict, world: int, hidden_size: int | None) -> dict:
     """Replace the ``"auto"`` values of a DeepSpeed JSON with the training config's values."""
+    if not isinstance(ds, (str, Path, dict)):
+        raise ValueError(f"deepspeed must be a config path or mapping, not {ds!r} (a bare --deepspeed flag is "
+                         "resolved to deepspeed_config by thresher.training.config.normalize_deepspeed)")
     if isinstance(ds, (str, Path)):
         ds = json.loads(resolve_ds_path(str(ds)).read_text())
     ds = json.loads(json.dumps(ds))  # deep copy

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from thresher.training import distributed as D
+from thresher.training.config import normalize_deepspeed
 from thresher.training.data import curriculum_order, load_splits
 from thresher.training.encode import Encoder
 from thresher.training.model import load_model, load_tokenizer, stop_token_ids
@@ -55,6 +56,7 @@ def run(cfg: dict, objective: str, train_records=None, val_records: dict | None 
     """Train one SFT or DPO stage; returns a summary (also written to output_dir/summary.json)."""
     if objective not in ("sft", "dpo"):
         raise ValueError(objective)
+    normalize_deepspeed(cfg)
     D.setup(cfg)
     setup_logging(cfg.get("log_level", "INFO"))
     seed_everything(int(cfg.get("seed", 42)))

@@ -88,6 +88,8 @@ class Trainer:
             import deepspeed
             hidden = getattr(getattr(self.module, "config", None), "hidden_size", None)
             self.ds_config = D.fill_ds_config(cfg["deepspeed"], cfg, self.world, hidden)
+            log.info("DeepSpeed config %s: ZeRO stage %s", cfg["deepspeed"] if isinstance(cfg["deepspeed"], str)
+                     else "<inline>", self.ds_config.get("zero_optimization", {}).get("stage", 0))
             opt = None
             if "optimizer" not in self.ds_config:
                 opt = self._torch_optimizer(params)
