@@ -150,3 +150,115 @@ def test_truncated_gzip_keeps_what_was_read_and_quarantines_rest(tmp_path):
     items = list(read_shard(plan_shards({"path": str(path)}, 1 << 30)[0]))
     assert isinstance(items[-1], Quarantined) and "unreadable" in items[-1].error
     assert 0 < sum(isinstance(i, Record) for i in items) < 2000
+
+
+# --- issue 12: nothing lost, per-unit isolation, unique origins, per-line encodings ---
+
+def _read(path, shard_bytes=1 << 30):
+    from thresher.io.readers import ShardAccount
+    out, accounts = [], []
+    for spec in plan_shards({"path": str(path)}, shard_bytes):
+        acc = ShardAccount(spec.name)
+        out += list(read_shard(spec, acc))
+        accounts.append(acc)
+    return out, accounts
+
+
+def test_a_converter_error_quarantines_one_line_and_the_shard_goes_on(tmp_path):
+    bad = [{"id": "a/1", "kind": "text", "source": "a", "text": "t", "meta": "{not json"},
+           {"chat": {"turn_\u00b2": "not a turn"}}, {"instruction": "q", "output": "a", "history": 5},
+           {"prompt": {"text": "r", "role": "prompter", "replies": ["x"]}}, {"conversations": [], "system": "s"}]
+    rows = [{"text": f"好的记录{i}"} for i in range(60)]
+    for k, b in enumerate(bad):
+        rows.insert(10 * k + 5, b)
+    path = tmp_path / "d.jsonl"
+    _write(path, rows)
+    items, (acc,) = _read(path)
+    recs = [i for i in items if isinstance(i, Record)]
+    quarantined = [i for i in items if isinstance(i, Quarantined)]
+    assert sum(r.text is not None and r.text.startswith("好的记录") for r in recs) == 60
+    assert len(quarantined) == 4 and all("Error" in q.error for q in quarantined)
+    assert acc.units == 65 and acc.covered == path.stat().st_size
+
+
+def test_truncated_zstd_and_trailing_garbage_are_reported(tmp_path):
+    data = "".join(json.dumps({"text": f"第{i}行"}, ensure_ascii=False) + "\n" for i in range(3000)).encode()
+    frame = zstandard.ZstdCompressor().compress(data)
+    for name, body, n_max in (("cut.jsonl.zst", frame[: len(frame) // 2], 2999),
+                              ("tail.jsonl.zst", frame + b"garbage", 3000)):
+        (tmp_path / name).write_bytes(body)
+        items, (acc,) = _read(tmp_path / name)
+        assert isinstance(items[-1], Quarantined) and items[-1].kind == "remainder", name
+        assert acc.incomplete and sum(isinstance(i, Record) for i in items) <= n_max
+
+
+def test_json_array_is_read_element_by_element_with_bom(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_bytes(b'\xef\xbb\xbf[\n {"text": "one"},\n {"text": "two",},\n 5,\n {"text": "four"}\n]\n')
+    items, (acc,) = _read(path)
+    assert [type(i).__name__ for i in items] == ["Record", "Quarantined", "Quarantined", "Record"]
+    assert [i.meta["origin"] for i in items if isinstance(i, Record)] == ["a.json:[0]", "a.json:[3]"]
+    assert items[1].raw == b'{"text": "two",}' and acc.covered == path.stat().st_size
+
+
+def test_bom_before_jsonl_does_not_quarantine_the_first_record(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "first"}\n{"text": "second"}\n')
+    items, _ = _read(path)
+    assert [i.text for i in items] == ["first", "second"]
+
+
+def test_encoding_is_decided_per_line_big5_by_a_detector(tmp_path):
+    lines = ["第一行是UTF-8的文本。".encode(), "這是繁體中文的一行，用大五碼編碼。".encode("big5"),
+             "这是简体中文的一行，用国标编码。".encode("gb18030"), "最后一行又是UTF-8。".encode()]
+    path = tmp_path / "mixed.txt"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    items, _ = _read(path)
+    assert [i.text for i in items] == ["第一行是UTF-8的文本。", "這是繁體中文的一行，用大五碼編碼。",
+                                       "这是简体中文的一行，用国标编码。", "最后一行又是UTF-8。"]
+    assert [i.meta.get("encoding", "utf-8") for i in items] == ["utf-8", "big5", "gb18030", "utf-8"]
+
+
+def test_parquet_row_groups_give_unique_origins(tmp_path):
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "同样的内容"}] * 10), path, row_group_size=3)
+    recs = list(iter_records(str(path)))
+    assert len(recs) == 10 and len({r.id for r in recs}) == 10
+    assert recs[4].meta["origin"] == "p.parquet:rg1:1"
+
+
+def test_corrupt_and_empty_parquet_are_a_remainder_not_a_crash(tmp_path):
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    for name in ("bad.parquet", "empty.parquet"):
+        items, (acc,) = _read(tmp_path / name)
+        assert len(items) == 1 and items[0].kind == "remainder" and acc.incomplete
+
+
+def test_same_file_name_in_two_folders_and_a_symlink_loop_give_unique_ids(tmp_path):
+    for sub in ("x", "y"):
+        (tmp_path / sub).mkdir()
+        _write(tmp_path / sub / "same.jsonl", [{"text": "完全相同的内容"}])
+    (tmp_path / "x" / "loop").symlink_to(tmp_path / "x")
+    recs = list(iter_records(str(tmp_path / "**" / "*.jsonl")))
+    assert sorted(r.meta["origin"] for r in recs) == ["x/same.jsonl:0", "y/same.jsonl:0"]
+    assert len({r.id for r in recs}) == 2
+
+
+def test_identical_dpo_answers_are_rejected_at_read(tmp_path):
+    path = tmp_path / "p.jsonl"
+    _write(path, [{"prompt": "问", "chosen": "一样", "rejected": "一样 "}, {"prompt": "问", "chosen": "好", "rejected": "坏"}])
+    recs = list(iter_records(str(path)))
+    assert [r.meta.get("reject", {}).get("reason") for r in recs] == ["chosen_equals_rejected", None]
+
+
+def test_shrunk_file_leaves_an_explicit_gap(tmp_path):
+    path = tmp_path / "s.jsonl"
+    _write(path, [{"text": f"第{i}行内容"} for i in range(200)])
+    specs = plan_shards({"path": str(path)}, 500)
+    path.write_bytes(path.read_bytes()[:1200])  # truncated after planning
+    from thresher.io.readers import ShardAccount
+    accs = [ShardAccount(s.name) for s in specs]
+    items = [i for s, a in zip(specs, accs) for i in read_shard(s, a)]
+    gaps = [i for i in items if isinstance(i, Quarantined) and i.kind == "remainder"]
+    assert gaps and sum(a.covered for a in accs) == specs[0].size

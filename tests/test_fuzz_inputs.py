@@ -109,15 +109,17 @@ class Ledger:
 
 def _lines_file(path, lines, ledger, rel, bom=False, opener=None, trailing_newline=True):
     """Write JSONL/text lines; blank entries (b"") become blank lines (gaps)."""
-    data, units, gaps, pos = b"\xef\xbb\xbf" if bom else b"", {}, [], 0
+    data, units, gaps, keys = b"\xef\xbb\xbf" if bom else b"", {}, [], []
     pos = len(data)
     for i, line in enumerate(lines):
         end = b"\n" if (trailing_newline or i < len(lines) - 1) else b""
         if not line.strip():
             gaps.append((pos, len(line + end)))
+            keys.append(None)
         else:
             start = 0 if (bom and pos == 3) else pos
             units[f"{rel}:{start}"] = (start, pos + len(line + end) - start)
+            keys.append(f"{rel}:{start}")
         data += line + end
         pos += len(line + end)
     if opener is None:
@@ -126,7 +128,7 @@ def _lines_file(path, lines, ledger, rel, bom=False, opener=None, trailing_newli
     else:
         path.write_bytes(opener(data))
         ledger.add(rel, len(data), units, gaps, compressed=True)
-    return data
+    return keys
 
 
 def _array_file(path, elements, ledger, rel, bom=False, tail=b"\n", close=True, encoding="utf-8"):
@@ -152,8 +154,9 @@ def _build_inputs(d, ledger):
     lines = []
     for i, (_, line) in enumerate(LINE_KINDS):
         lines += [_j({"text": GOOD.format(i)}), line, b"   " if i % 7 == 0 else _j({"text": GOOD.format(f"b{i}")})]
-    _lines_file(d / "mixed.jsonl", lines, ledger, "mixed.jsonl", bom=True)
-    kinds = [k for k, _ in LINE_KINDS]
+    keys = _lines_file(d / "mixed.jsonl", lines, ledger, "mixed.jsonl", bom=True)
+    # kind -> the unit key (one line of mixed.jsonl) or the file that shows it
+    kinds = {k: keys[3 * i + 1] for i, (k, _) in enumerate(LINE_KINDS)}
 
     good = [_j({"text": GOOD.format(f"z{i}") * 5}) for i in range(400)]
     def cut(b): return b[: len(b) // 2]  # noqa: E306
@@ -169,8 +172,9 @@ def _build_inputs(d, ledger):
     ledger.add("plain_named.jsonl.zst", None, _stream_units("plain_named.jsonl.zst", good[:5]), compressed=True)
     (d / "plain_named.jsonl.gz").write_bytes(b"".join(x + b"\n" for x in good[:5]))
     ledger.add("plain_named.jsonl.gz", None, _stream_units("plain_named.jsonl.gz", good[:5]), compressed=True)
-    kinds += ["truncated_gzip", "truncated_zstd", "zstd_trailing_garbage", "plain_file_named_zst",
-              "plain_file_named_gz"]
+    kinds.update(truncated_gzip="cut.jsonl.gz", truncated_zstd="cut.jsonl.zst",
+                 zstd_trailing_garbage="garbage_tail.jsonl.zst", plain_file_named_zst="plain_named.jsonl.zst",
+                 plain_file_named_gz="plain_named.jsonl.gz")
 
     (d / "empty.jsonl").write_bytes(b"")
     ledger.add("empty.jsonl", 0, {})
@@ -181,7 +185,8 @@ def _build_inputs(d, ledger):
     rows = [{"text": GOOD.format(f"p{i}") if i != 3 else None} for i in range(10)]
     pq.write_table(pa.Table.from_pylist(rows), d / "groups.parquet", row_group_size=4)
     ledger.add("groups.parquet", None, {f"groups.parquet:rg{i // 4}:{i % 4}": None for i in range(10)})
-    kinds += ["zero_byte_jsonl", "zero_byte_parquet", "corrupt_parquet", "parquet_row_groups_null_text"]
+    kinds.update(zero_byte_jsonl="empty.jsonl", zero_byte_parquet="empty.parquet", corrupt_parquet="corrupt.parquet",
+                 parquet_row_groups_null_text="groups.parquet")
 
     els = [_j({"text": GOOD.format(f"a{i}")}) for i in range(6)]
     els[2] = b'{"text": "broken element",}'
@@ -194,8 +199,9 @@ def _build_inputs(d, ledger):
                 ledger, "array_deep.json")
     gb_els = [json.dumps({"text": f"国标编码的数组元素{i}"}, ensure_ascii=False).encode("gb18030") for i in range(3)]
     _array_file(d / "array_gb.json", gb_els, ledger, "array_gb.json")
-    kinds += ["json_array_bom_bad_elements", "json_array_never_closes", "json_array_trailing_garbage",
-              "json_array_element_too_deep_to_serialise", "json_array_gb18030"]
+    kinds.update(json_array_bom_bad_elements="array_bom.json", json_array_never_closes="array_open.json",
+                 json_array_trailing_garbage="array_tail.json", json_array_element_too_deep_to_serialise="array_deep.json",
+                 json_array_gb18030="array_gb.json")
 
     _lines_file(d / "news_gb.txt", ["国内新闻一则，内容是编码检测。".encode("gb18030"), b"",
                                     "第二则新闻：体育赛事结果。".encode("gb18030")], ledger, "news_gb.txt")
@@ -204,7 +210,8 @@ def _build_inputs(d, ledger):
     _lines_file(d / "mixed_enc.txt", ["第一行是UTF-8。".encode(), "第二行是国标编码。".encode("gb18030"),
                                       b"\xff\xff\xff not any codec", "第四行又是UTF-8。".encode()],
                 ledger, "mixed_enc.txt", trailing_newline=False)
-    kinds += ["gb18030_txt", "big5_txt", "per_line_encodings_and_undecodable", "no_trailing_newline"]
+    kinds.update(gb18030_txt="news_gb.txt", big5_txt="news_big5.txt",
+                 per_line_encodings_and_undecodable="mixed_enc.txt", no_trailing_newline="mixed_enc.txt")
 
     for sub in ("a", "b"):  # the same file name and content in two folders
         (d / sub).mkdir()
@@ -213,7 +220,8 @@ def _build_inputs(d, ledger):
     name = os.fsdecode(b"bad_name_\xff\xfe.jsonl")
     _lines_file(d / name, [_j({"text": GOOD.format("name")})], ledger,
                 os.fsencode(name).decode("utf-8", "backslashreplace"))
-    kinds += ["same_name_two_folders", "symlink_loop", "non_utf8_file_name"]
+    kinds.update(same_name_two_folders="b/same.jsonl", symlink_loop="a/same.jsonl",
+                 non_utf8_file_name=os.fsencode(name).decode("utf-8", "backslashreplace"))
     return kinds
 
 

@@ -287,3 +287,41 @@ def test_changed_recipe_refuses_to_resume_into_old_run(tmp_path):
     proc = run_cli("run", recipe, check=False)
     assert proc.returncode == 2 and "different recipe" in proc.stderr
     run_cli("run", recipe, "--restart", "--set", "stages=[t_exact_dedup]")
+
+
+def test_rerun_cleans_temp_files_and_restart_removes_everything_the_run_wrote(tmp_path):
+    out = tmp_path / "o"
+    recipe = _slow_recipe(tmp_path, out)
+    fast = ["--set", "stages=" + json.dumps([{"t_min_chars": {"min_chars": 4}}, "t_exact_dedup",
+                                             {"t_tag_length": {"cut": 12}}])]
+    run_cli("run", recipe, *fast)
+    summary = (out / "summary.txt").read_text()
+    stage_rows = [line.split()[0] for line in summary.splitlines()[5:9]]
+    assert stage_rows == ["read", "t_min_chars", "t_exact_dedup", "t_tag_length"]  # pipeline order
+    left = out / "kept" / "shard-00000.jsonl.zst.tmp-otherhost-4242"
+    left.write_bytes(b"half a shard")
+    run_cli("run", recipe, *fast)  # everything checkpointed: a resume that only finalizes
+    assert not left.exists() and (out / "summary.txt").read_text() == summary
+    (out / "tiers.json").write_text("{}")  # what a tier stage of the earlier recipe wrote
+    (out / "selections" / "sft_train").mkdir(parents=True)
+    run_cli("run", recipe, "--restart", "--set", "stages=[t_exact_dedup]")
+    assert not (out / "tiers.json").exists() and not (out / "selections").exists()
+
+
+def test_disk_full_leaves_no_temp_file(tmp_path, monkeypatch):
+    import errno
+
+    from thresher.io import writers
+    from thresher.records import make_record
+
+    def full_disk(path, data):
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(writers, "_write_synced", full_disk)
+    with pytest.raises(OSError):
+        writers.atomic_write_json(str(tmp_path / "m.json"), {"a": 1})
+    with pytest.raises(OSError):
+        with writers.ShardWriter(str(tmp_path / "shard-00000.jsonl.zst")) as w:
+            w.write_record(make_record("text", "s", text="正文"))
+    assert os.listdir(tmp_path) == []

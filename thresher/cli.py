@@ -106,13 +106,15 @@ def cmd_run_dir(args) -> int:
 def cmd_status(args) -> int:
     run_dir = args.run_dir
     plan_path = os.path.join(run_dir, "state", "plan.json")
+    info, stale = _run_process(run_dir)
     if not os.path.exists(plan_path):
-        print(f"{run_dir}: no run here")
-        return 1
+        print(f"{run_dir}: " + (f"running (pgid {info.pgid}), planning" if info else "no run here"))
+        if stale:
+            print(f"  stale run.pid: {stale}")
+        return 0 if info else 1
     with open(plan_path, "rb") as f:
         plan = orjson.loads(f.read())
     n = len(plan["shards"])
-    info, stale = _run_process(run_dir)
     done = os.path.exists(os.path.join(run_dir, "manifest.json"))
     state = "running (pgid %d)" % info.pgid if info else "finished" if done else "stopped"
     print(f"run {plan['recipe']['name']} in {run_dir}: {state}")

@@ -250,12 +250,15 @@ class _ZstdStream(io.RawIOBase):
         self._obj = zstandard.ZstdDecompressor().decompressobj()
         self._fed = False  # bytes went into the current frame
         self._buf, self._pos = b"", 0
+        self._error: Exception | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, out) -> int:
         while not self._buf:
+            if self._error is not None:  # raised only once the good frames are consumed
+                raise self._error
             chunk = self._fh.read(1 << 16)
             if not chunk:
                 if self._fed and not self._obj.eof:
@@ -274,7 +277,11 @@ class _ZstdStream(io.RawIOBase):
             if self._obj.eof:  # the next frame (or trailing garbage, which raises)
                 self._obj = self._z.ZstdDecompressor().decompressobj()
             self._fed = True
-            self._buf += self._obj.decompress(chunk)
+            try:
+                self._buf += self._obj.decompress(chunk)
+            except self._z.ZstdError as e:
+                self._error = e
+                return
             chunk = self._obj.unused_data if self._obj.eof else b""
 
     def close(self) -> None:
