@@ -8,8 +8,13 @@
 3. Five gne-news-html pages after HTML stripping + boilerplate trimming, compared with
    GNE's own extraction (result.txt), with what was lost or kept wrongly.
 
-Run: ``.venv/bin/python benchmarks/cleaning_rules.py``.  Writes
-``benchmarks/results/cleaning_rules.{json,md}`` and ``cleaning_gne.md``.
+4. ``--real-sets``: the full pretrain-zh recipe (dedup included, books read as chapters)
+   over the real sets, and over their known-good documents (medical textbook, novel,
+   edited news, company prose): share kept per source, rejections by reason.  Its full
+   run is what the marked audits benchmarks/results/audit-pretrain-*.tsv sample.
+
+Run: ``.venv/bin/python benchmarks/cleaning_rules.py [--gne | --real-sets]``.  Writes
+``benchmarks/results/cleaning_rules.{json,md}``, ``cleaning_gne.md``, ``cleaning_real_sets.{json,md}``.
 """
 from __future__ import annotations
 
@@ -44,7 +49,8 @@ def load_corpora() -> dict[str, list[str]]:
 
 def stack(recipe_name: str):
     recipe = load_recipe(recipe_name)
-    stages = build_stages(recipe)
+    # map stages only: global ones (repeated lines, dedup) need a run, see real_sets_run
+    stages = [st for st in build_stages(recipe) if st.kind != "global"]
     for st in stages:
         st.setup(None)
     return stages
@@ -85,6 +91,61 @@ def measure_corpus(stages, docs: list[str]) -> dict:
     pct = lambda c: {k: round(100 * v / n, 1) for k, v in sorted(c.items(), key=lambda kv: -kv[1])}  # noqa: E731
     return {"docs": n, "kept_pct": round(100 * kept / n, 1), "rejected_first_pct": pct(first),
             "would_reject_alone_pct": pct(alone), "normaliser_touched_pct": pct(touched)}
+
+
+# the real sets read the way a recipe should read them: books as chapters (issue 11)
+REAL_INPUTS = [("clue", "cluecorpussmall-sample/CLUECorpusSmall_sampled.txt", "line"),
+               ("sogou", "sogou-news-smarty/sogou_smarty_utf8.jsonl", "line"),
+               ("fever", "medicalgpt/pretrain_fever.txt", "chapter"),
+               ("tlbb", "medicalgpt/pretrain_tianlongbabu.txt", "chapter"),
+               ("firefly", "firefly/dummy_pretrain.jsonl", "line"),
+               ("wiki_zh", "zh-spelling-errors/wiki_zh_200.txt", "line")]
+# known-good by provenance: a medical textbook, a novel full of dialogue, edited news articles
+# (Sogou items of >= 200 characters; shorter ones are photo captions), product/company prose
+KNOWN_GOOD_SOURCES = ("fever", "tlbb", "sogou", "firefly")
+
+
+def real_sets_run(out_dir: str, known_good_only: bool = False) -> dict:
+    """The full pretrain-zh recipe (dedup included) over the real sets; returns kept/rejected
+    per source and reason.  ``thresher audit OUT_DIR --per-reason 20`` samples it for marking."""
+    import shutil
+    import tempfile
+
+    from thresher.config import validate
+    from thresher.executor.runner import run_recipe
+    from thresher.io.readers import iter_records
+    recipe = load_recipe("pretrain-zh")
+    tmp = tempfile.mkdtemp()
+    inputs = []
+    for name, rel, unit in REAL_INPUTS:
+        if known_good_only and name not in KNOWN_GOOD_SOURCES:
+            continue
+        path = f"{SHARED}/{rel}"
+        if known_good_only and name == "sogou":
+            path = os.path.join(tmp, "sogou_articles.jsonl")
+            with open(path, "w", encoding="utf-8") as f:
+                for line in open(f"{SHARED}/{rel}", encoding="utf-8"):
+                    c = json.loads(line)["content"] if line.strip() else ""
+                    if len(c) >= 200 and not c.startswith("中国雅虎侠客平台"):
+                        f.write(json.dumps({"text": c}, ensure_ascii=False) + "\n")
+        inputs.append({"path": path, "name": name, "unit": unit})
+    recipe["inputs"] = inputs
+    recipe["output"] = {"dir": out_dir, "format": "jsonl.zst"}
+    recipe["executor"] = {"type": "local", "workers": 1}
+    shutil.rmtree(out_dir, ignore_errors=True)
+    run_recipe(validate(recipe))
+    shutil.rmtree(tmp, ignore_errors=True)
+    per: dict = {}
+    for sink in ("kept", "rejected"):
+        for r in iter_records(os.path.join(out_dir, sink)):
+            d = per.setdefault(r.source, {"kept": 0, "rejected": Counter()})
+            if sink == "kept":
+                d["kept"] += 1
+            else:
+                d["rejected"][r.meta["reject"]["reason"]] += 1
+    return {src: {"kept": d["kept"], "docs": d["kept"] + sum(d["rejected"].values()),
+                  "kept_pct": round(100 * d["kept"] / max(1, d["kept"] + sum(d["rejected"].values())), 1),
+                  "rejected": dict(d["rejected"].most_common())} for src, d in sorted(per.items())}
 
 
 def blacklist_pr(recipe_name: str) -> dict:
@@ -209,6 +270,31 @@ def gne_report() -> tuple[list[dict], str]:
     return rows, "\n".join(md) + "\n"
 
 
+def real_sets_report() -> dict:
+    import tempfile
+    with tempfile.TemporaryDirectory() as td:
+        good = real_sets_run(os.path.join(td, "good"), known_good_only=True)
+        full = real_sets_run(os.path.join(td, "full"))
+    docs = sum(v["docs"] for v in good.values())
+    kept = sum(v["kept"] for v in good.values())
+    res = {"known_good": good, "known_good_kept_pct": round(100 * kept / max(docs, 1), 1), "all_real_sets": full}
+    with open(os.path.join(RESULTS, "cleaning_real_sets.json"), "w", encoding="utf-8") as f:
+        json.dump(res, f, ensure_ascii=False, indent=1)
+    md = ["# pretrain-zh on the real sets (books read as chapters)\n",
+          f"Known-good documents kept: **{res['known_good_kept_pct']}%** ({kept} of {docs}).\n",
+          "| set | source | docs | kept % | rejected (reason: count) |", "|---|---|---|---|---|"]
+    for name, block in (("known-good", good), ("all", full)):
+        for src, v in block.items():
+            md.append(f"| {name} | {src} | {v['docs']} | {v['kept_pct']} | "
+                      + ", ".join(f"{k}: {n}" for k, n in v["rejected"].items()) + " |")
+    md += ["", "Marked audits of the full run: benchmarks/results/audit-pretrain-<source>.tsv "
+           "(`thresher audit --score benchmarks/results/audit-pretrain-*.tsv`)."]
+    with open(os.path.join(RESULTS, "cleaning_real_sets.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return res
+
+
 def main() -> None:
     if not os.path.isdir(SHARED):
         print("../shared/data not present; nothing to measure")
@@ -221,6 +307,9 @@ def main() -> None:
         print(md)
         return
     t0 = time.time()
+    if "--real-sets" in sys.argv:  # only the recipe runs on the real sets (known-good + audit run)
+        real_sets_report()
+        return
     stages = stack("pretrain-zh")
     corpora = load_corpora()
     rules = {name: measure_corpus(stages, docs) for name, docs in corpora.items()}
