@@ -36,13 +36,30 @@ VERDICTS = ("agree", "disagree")
 KEPT = "kept"
 
 
-def record_text(rec: dict) -> str:
-    """The text a reader judges: turns are labelled by role so a user turn is told from an answer."""
+def record_turns(rec: dict) -> list[tuple[str, str]]:
     if rec.get("kind") == "text":
-        return rec.get("text") or ""
-    parts = [f"[{m['role']}] {m['content']}" for m in rec.get("messages") or ()]
+        return [("text", rec.get("text") or "")]
+    turns = [(m["role"], m["content"]) for m in rec.get("messages") or ()]
     if rec.get("kind") == "dpo":
-        parts += [f"[chosen] {rec.get('chosen') or ''}", f"[rejected] {rec.get('rejected') or ''}"]
+        turns += [("chosen", rec.get("chosen") or ""), ("rejected", rec.get("rejected") or "")]
+    return turns
+
+
+def record_text(rec: dict, chars: int | None = None) -> str:
+    """The text a reader judges: turns labelled by role (the failing one marked ``▶``), each cut
+    to its head and tail so the end of an answer (truncation, sign-off) stays visible."""
+    turns = record_turns(rec)
+    failed = ((rec.get("meta") or {}).get("reject") or {}).get("turn")
+    if failed is not None and failed < 0:  # a DPO answer: -1 chosen, -2 rejected
+        failed = len(turns) + failed
+    budget = max(80, chars // max(1, len(turns))) if chars else None
+    parts = []
+    for i, (role, text) in enumerate(turns):
+        if budget and len(text) > budget:
+            head = budget * 3 // 5
+            text = text[:head] + " … " + text[-(budget - head):]
+        label = f"[{role}]" if rec.get("kind") != "text" else ""
+        parts.append(("▶" if i == failed else "") + (f"{label} " if label else "") + text)
     return "\n".join(parts)
 
 
@@ -86,7 +103,7 @@ def reason_of(rec: dict) -> str:
 
 
 def sample(run_dir: str, per_reason: int = 20, kept: int = 40, seed: int = 0) -> tuple[list[dict], dict]:
-    """(rows, totals): rows as dicts of COLUMNS (text uncut), totals = {reason: rejections in the run}."""
+    """(rows, totals): rows as dicts of COLUMNS (``text`` holds the record), totals = {reason: rejections}."""
     rej = _Strata(per_reason, seed)
     for rec in iter_sink(run_dir, "rejected"):
         rej.offer(reason_of(rec), rec)
@@ -107,7 +124,7 @@ def sample(run_dir: str, per_reason: int = 20, kept: int = 40, seed: int = 0) ->
 
 def _row(kind: str, reason: str, rec: dict, value, threshold) -> dict:
     return {"row_kind": kind, "reason": reason, "source": rec.get("source", ""), "id": rec.get("id", ""),
-            "value": value, "threshold": threshold, "verdict": "", "note": "", "text": record_text(rec)}
+            "value": value, "threshold": threshold, "verdict": "", "note": "", "text": rec}
 
 
 def write_tsv(path: str, rows: list[dict], totals: dict, text_chars: int = 600) -> None:
@@ -117,7 +134,8 @@ def write_tsv(path: str, rows: list[dict], totals: dict, text_chars: int = 600) 
             f.write(f"# count\t{reason}\t{n}\n")
         f.write("\t".join(COLUMNS) + "\n")
         for r in rows:
-            f.write("\t".join(_cell(r[c], text_chars if c == "text" else None) for c in COLUMNS) + "\n")
+            cells = {**r, "text": record_text(r["text"], text_chars) if isinstance(r["text"], dict) else r["text"]}
+            f.write("\t".join(_cell(cells[c], text_chars + 200 if c == "text" else None) for c in COLUMNS) + "\n")
     os.replace(tmp, path)
 
 

@@ -27,7 +27,9 @@ LINE_END_RE = re.compile(f"[{re.escape(TERMINAL)}][{re.escape(CLOSERS)}]*\\s*$")
 # "normal" characters for the special-character ratio: CJK, letters, digits,
 # whitespace, common punctuation.  Anything else (emoji, box drawing, symbols,
 # private use, stray combining marks) is special.
-SPECIAL_RE = re.compile("[^" + CJK_RANGES + r"A-Za-z0-9\s" + re.escape(PUNCT_CHARS) + "]")
+# letters and digits of every script are text (a Greek or Russian answer is not "special
+# characters"); what is left is symbols, emoji, box drawing, stray combining marks
+SPECIAL_RE = re.compile("[^" + CJK_RANGES + r"\w\s" + re.escape(PUNCT_CHARS) + "]")
 # sentence split for head/tail scanning: after terminal marks, or at newlines
 SENT_SPLIT_RE = re.compile(r"(?<=[。！？!?；;])|\n")
 
@@ -50,10 +52,12 @@ def nonspace_len(text: str) -> int:
 
 @lru_cache(maxsize=1)
 def common_hanzi() -> frozenset[str]:
-    """GB2312 hanzi (6763 chars, levels 1+2): what ordinary Simplified text is made of.
+    """GB2312 hanzi (6763 chars, levels 1+2) plus Big5's frequently used level 1 (5401 chars):
+    what ordinary Simplified *and* Traditional text is made of.
 
-    Decoded from the code table itself, so no data file ships.  Mojibake (UTF-8 read as
-    GBK, or the reverse) is dominated by characters outside this set.
+    Decoded from the code tables themselves, so no data file ships.  Mojibake (UTF-8 read
+    as GBK, or the reverse) is dominated by characters outside both sets; Traditional text
+    (MOSS and ShareGPT-zh answers in 繁體) is not mojibake.
     """
     chars = []
     for hi in range(0xB0, 0xF8):
@@ -62,12 +66,20 @@ def common_hanzi() -> frozenset[str]:
                 chars.append(bytes((hi, lo)).decode("gb2312"))
             except UnicodeDecodeError:
                 pass
+    for hi in range(0xA4, 0xC7):  # Big5 level 1: A440-C67E
+        for lo in list(range(0x40, 0x7F)) + list(range(0xA1, 0xFF)):
+            if (hi, lo) > (0xC6, 0x7E):
+                break
+            try:
+                chars.append(bytes((hi, lo)).decode("big5"))
+            except UnicodeDecodeError:
+                pass
     return frozenset(chars)
 
 
 @lru_cache(maxsize=1)
 def uncommon_cjk_re() -> re.Pattern:
-    """CJK ideographs that are *not* in GB2312 (rare or Traditional-only)."""
+    """CJK ideographs in neither GB2312 nor Big5 level 1 (rare characters)."""
     common = common_hanzi()
     # build ranges of uncommon code points inside the CJK block
     ranges = []

@@ -54,6 +54,10 @@ def read_list(path: str) -> list[str]:
     return terms
 
 
+def list_path(category: str) -> str:
+    return os.path.join(BLACKLIST_DIR, f"{category}.txt")
+
+
 def available_categories() -> list[str]:
     return sorted(f[:-4] for f in os.listdir(BLACKLIST_DIR) if f.endswith(".txt"))
 
@@ -126,7 +130,7 @@ class BlacklistFilter(Stage):
     def setup(self, ctx) -> None:
         lists: dict[str, list[str]] = {}
         for cat in self.categories:
-            path = os.path.join(BLACKLIST_DIR, f"{cat}.txt")
+            path = list_path(cat)
             if not os.path.exists(path):
                 raise ValueError(f"blacklist_filter: no shipped list {cat!r}; available: {available_categories()}")
             lists[cat] = read_list(path)
@@ -177,7 +181,10 @@ class BlacklistFilter(Stage):
         return self._process_dialogue(record)
 
     def _process_dialogue(self, record: Record) -> Record:
-        judged = [(i, role, t) for i, role, t in judged_turns(record, tuple(self._role_cats))]
+        # an answer that refuses a harmful request (sft_turn_filter's measurement) names the harm
+        # it refuses -- "吸毒是违法的" -- and is exactly what safety SFT wants
+        refused = set(((record.signals().get("sft") or {}).get("refusals") or {}).get("turns", ()))
+        judged = [(i, role, t) for i, role, t in judged_turns(record, tuple(self._role_cats)) if i not in refused]
         # the record-level measurement keeps its documented shape, over the judged text only
         record.signals()["blacklist"] = self.measure("\n".join(t for _, _, t in judged))
         failures = []

@@ -5,10 +5,14 @@ turn with dialogue-sized defaults.  Reason codes:
 
 * ``empty_turn`` / ``turn_too_long`` -- any turn;
 * ``answer_repeats_question`` -- the answer echoes its question (char-bigram Jaccard);
-* ``refusal`` -- the answer declines or only disclaims (作为一个AI语言模型…) *and* the request
-  is benign.  Refusing a harmful request is what safety SFT teaches, so that answer is kept
-  and tagged ``signals.sft.refusals = {"harmful_request": n}``; a disclaimer followed by a
-  real answer is not a refusal; an honest capability limit (我无法浏览网页) with help is kept;
+* ``refusal`` -- the answer is nothing but a decline or a disclaimer (作为一个AI语言模型…) on a
+  benign request: a non-answer.  Refusing a harmful request is what safety SFT teaches, so
+  that answer is kept and tagged ``signals.sft.refusals`` (``harmful_request`` when the
+  request matches the harm lexicon or a blacklist category, ``policy_refusal`` when the
+  answer itself says the request is illegal/unethical/offensive); a disclaimer followed by
+  a real answer is not a refusal; an honest capability limit with help (我无法发布推文，但是
+  我可以帮您写) is kept.  Over-refusal that lectures on a benign request is *not* caught: it
+  cannot be told from a safety refusal without judging the request;
 * ``truncated_answer`` -- real truncation signals only: an unclosed code fence, an unclosed
   bracket at the end, an answer ending on a comma/enumeration mark or an announcing colon,
   or ending on a connective word (…以及 / …because).  A missing 。, a hashtag, a sign-off or
@@ -32,38 +36,44 @@ from .turns import ANSWER_ROLES, CHOSEN, REJECTED, TURN_POLICIES, apply_turn_fai
 CHECKS = ("empty_turn", "answer_repeats_question", "refusal", "truncated_answer", "turn_too_long",
           "placeholder_answer", "translated_code", "identical_pair")
 
-# the answer declines to do what was asked
-DECLINE_PHRASES = [
-    "我无法提供此类", "我不能提供此类", "抱歉，我无法回答", "很抱歉，我不能回答", "对不起，我无法", "我无法回答这个问题",
-    "我不能回答这个问题", "我不能回答这类", "我无法回答这类", "我不能为您提供", "我无法为您提供", "我不会提供", "我不能帮助您",
-    "我无法帮助您", "我不能帮你", "我无法协助", "我不能协助", "我拒绝", "i'm sorry, but i cannot", "i am sorry, but i cannot",
-    "i cannot fulfill", "i'm unable to assist", "i can't assist", "i cannot assist", "i can't help with",
-    "i cannot help with", "i won't be able to help", "i must decline",
-]
+# the answer declines to do what was asked: 我不能提供 / 无法为您提供 / 我不会回答 / 拒绝 / I cannot help
+DECLINE_RE = re.compile(
+    r"(?:不能|无法|不会|不可以|不便|拒绝)(?:为您|为你|向您|向你|给您|给你|替您|替你)?(?:提供|回答|协助|帮助|帮你|帮您|支持|鼓励|"
+    r"复述|参与|满足|完成|生成|编写|撰写|执行|讨论|透露|告诉|推荐|教)"
+    r"|i(?:'m| am) sorry, but i (?:cannot|can't)|i (?:cannot|can't|won't|will not) (?:help|assist|provide|fulfill|"
+    r"do that|comply)|i'm unable to (?:help|assist)|i must decline", re.I)
 # boilerplate that frames an answer without declining
 DISCLAIMER_PHRASES = [
     "作为一个ai语言模型", "作为一个人工智能语言模型", "作为ai语言模型", "作为一个ai助手", "作为一名ai语言模型",
     "作为一个语言模型", "作为一个大语言模型", "作为人工智能，我", "我只是一个ai", "我只是一个语言模型", "我是一个ai语言模型",
     "我没有个人观点", "我没有个人情感", "as an ai language model", "as a language model", "as an ai, i",
 ]
-# the refusal cites ethics/legality/policy: on a benign request that is an over-refusal
-_POLICY_WORDS = re.compile("不道德|违法|非法|不合法|不适当|不合适|不恰当|违反|违背|政策|伦理|道德准则|有害|冒犯|"
-                           r"inappropriate|unethical|illegal|against (?:my|the) (?:policy|guidelines)|harmful|offensive", re.I)
-# a request that a responsible assistant declines; any one term is enough in a request
+# the refusal says why the request is unacceptable (ethics, law, danger, respect)
+_POLICY_WORDS = re.compile("不道德|违法|非法|不合法|不适当|不合适|不恰当|违反|违背|违规|政策|伦理|道德|有害|冒犯|危险|伤害|"
+                           "犯罪|尊重|文明|礼貌|言辞|侮辱|歧视|隐私|个人信息|"
+                           r"inappropriate|unethical|illegal|against (?:my|the) (?:policy|guidelines)|harmful|offensive"
+                           r"|dangerous|respect|privacy|personal information", re.I)
+# a request that a responsible assistant declines; any one term is enough in a request.  The
+# blacklist categories (insults, hate, porn, drugs, weapons, violence, gambling) count too:
+# an abusive user turn answered calmly is exactly what safety SFT teaches
 HARM_TERMS = [
-    "杀死", "杀人", "谋杀", "杀害", "弄死", "自杀", "自残", "轻生", "炸弹", "爆炸物", "炸药", "毒品", "吸毒", "贩毒", "制毒", "冰毒",
-    "海洛因", "大麻", "枪支", "武器", "恐怖", "诈骗", "骗取", "诱骗", "骗钱", "偷窃", "盗窃", "偷东西", "抢劫", "黑客", "入侵",
-    "破解", "木马", "色情", "强奸", "性侵", "恋童", "洗钱", "走私", "贩卖", "逃税", "作弊", "伪造", "假证", "假币", "赌博",
-    "报复", "伤害他人", "虐待", "歧视", "侮辱", "辱骂", "霸凌", "欺负", "跟踪", "监视", "窃听", "偷拍", "隐私", "人肉", "违法",
-    "非法", "犯罪", "暴力", "袭击", "绑架", "勒索", "敲诈", "传销", "邪教", "颠覆", "下药", "投毒", "陷害", "骂人", "脏话",
-    "泄露", "删除证据", "逃避法律", "kill", "murder", "bomb", "weapon", "drugs", "hack into", "steal", "suicide", "porn",
-    "racist", "illegal", "explosive", "poison",
+    "杀死", "杀人", "谋杀", "杀害", "弄死", "自杀", "自残", "轻生", "炸弹", "爆炸物", "炸药", "爆炸", "纵火", "放火", "毒品",
+    "吸毒", "贩毒", "制毒", "冰毒", "海洛因", "大麻", "毒药", "下毒", "投毒", "致命", "枪支", "武器", "管制刀具", "恐怖",
+    "极端主义", "纳粹", "isis", "诈骗", "骗取", "诱骗", "骗钱", "欺诈", "骗局", "偷窃", "盗窃", "偷钱", "偷东西", "窃取",
+    "盗取", "盗用", "抢劫", "黑客", "入侵", "破解", "木马", "网络攻击", "色情", "裸照", "强奸", "性侵", "恋童", "洗钱", "走私",
+    "贩卖", "逃税", "偷税", "作弊", "代考", "替考", "抄袭", "剽窃", "盗版", "伪造", "假证", "假身份证", "假币", "赌博", "博彩",
+    "报复", "伤害他人", "恶意", "破坏", "虐待", "殴打", "打人", "歧视", "侮辱", "辱骂", "霸凌", "欺凌", "欺负", "跟踪",
+    "监视", "窃听", "偷拍", "偷窥", "隐私", "人肉", "违法", "非法", "犯罪", "暴力", "袭击", "绑架", "勒索", "敲诈", "传销",
+    "邪教", "颠覆", "陷害", "骂人", "脏话", "泄露", "删除证据", "逃避法律", "谣言", "造谣", "虚假信息", "假新闻", "贿赂",
+    "行贿", "受贿", "酒驾", "醉驾", "操纵", "洗脑", "混蛋", "婊砸", "母狗", "去死", "下流", "不要脸", "败类", "人渣",
+    "畜生", "滚蛋", "蠢货", "废物", "kill", "murder", "bomb", "weapon", "drugs", "hack into", "steal",
+    "suicide", "porn", "racist", "illegal", "explosive", "poison",
 ]
 # a declined answer needs this many characters outside its refusal sentences to count as help
 _SENTENCE = re.compile(r"[^。！？!?\n]*[。！？!?\n]?")
 
 # --- truncation ---------------------------------------------------------------------------
-_ENDS_MID = re.compile(r"[，,、；;]\s*$")
+_ENDS_MID = re.compile(r"[，,、]\s*$")  # not ; or ；: code lines and list items end on them
 _ENDS_COLON = re.compile(r"[：:]\s*$")
 _OPENERS, _CLOSERS = "（([【「『“《{", "）)]】」』”》}"
 _FENCE_BLOCK = re.compile(r"```.*?(?:```|\Z)", re.S)
@@ -83,6 +93,10 @@ _TRANSLATED_SIGNATURE = re.compile(r"(?m)^\s*(?:def|class|function|public|privat
                                    r"|^\s*(?:定义|函数)\s*[\w\u4e00-\u9fff]+\s*[（(][^\n]*[)）]\s*[：:{]")
 _TRANSLATED_KEYWORD_LINE = re.compile(r"(?m)^[ \t]*(?:返回|如果|否则|别的|对于|打印|而|当|同时|休息|继续|尝试|除了|导入)"
                                       r"(?:[ \t（(]|[\u4e00-\u9fff]{1,6}\s*$|[^\n]*[：:]\s*$)")
+_CODE_SIGNS = re.compile(r"[=;{}]|\bdef |\(\)|\bimport |#include|print\(|return\b")
+# the next user turn asks to go on: a cut answer is part of the dialogue (output limit), not damage
+_CONTINUE = re.compile(r"^\s*(?:请|麻烦)?(?:继续|接着|往下)\S{0,6}\s*$|^\s*(?:please )?(?:continue|go on|keep going)\W*$",
+                       re.I)
 _NORM = re.compile(r"[\s\W_]+")
 
 
@@ -117,7 +131,7 @@ class SftTurnFilter(Stage):
     applies_to = ("sft", "dpo")
     defaults = {"action": "reject", "min_turn_chars": 1, "max_turn_chars": 32000, "repeat_similarity": 0.9,
                 "refusal_phrases": [], "use_default_refusals": True, "harm_terms": [],
-                "refusal_min_help_chars": 60, "truncation_min_chars": 20,
+                "refusal_min_help_chars": 20, "disclaimer_min_help_chars": 10, "truncation_min_chars": 20,
                 "on_turn_failure": "reject", "check": list(CHECKS)}
 
     def setup(self, ctx) -> None:
@@ -129,9 +143,12 @@ class SftTurnFilter(Stage):
         if unknown:
             raise ValueError(f"sft_turn_filter.check: unknown check(s) {unknown}; known: {list(CHECKS)}")
         defaults = self.use_default_refusals
-        self._decline = _automaton((DECLINE_PHRASES if defaults else []) + list(self.refusal_phrases))
+        self._decline_re = DECLINE_RE if defaults else None
+        self._decline = _automaton(list(self.refusal_phrases))
         self._disclaim = _automaton(DISCLAIMER_PHRASES if defaults else [])
         self._harm = _automaton(HARM_TERMS + list(self.harm_terms))
+        from .blacklist import DEFAULT_CATEGORIES, Matcher, list_path, read_list
+        self._harm_lists = Matcher({c: read_list(list_path(c)) for c in DEFAULT_CATEGORIES})
         self._on = set(self.check)
 
     # ------------------------------------------------------------------ measuring
@@ -139,7 +156,8 @@ class SftTurnFilter(Stage):
         """(turn index, question, answer, role) for every assistant/chosen/rejected turn."""
         out = []
         last_q = ""
-        for i, m in enumerate(record.messages or ()):
+        msgs = record.messages or ()
+        for i, m in enumerate(msgs):
             if m["role"] == "user":
                 last_q = m["content"]
             elif m["role"] == "assistant":
@@ -151,20 +169,30 @@ class SftTurnFilter(Stage):
 
     def refusal(self, question: str, answer: str) -> tuple[str, str] | None:
         """(kind, phrase): kind is ``harmful_request`` (kept), ``refusal`` (rejected) or None."""
-        phrase = _first(self._decline, answer)
+        m = self._decline_re.search(answer) if self._decline_re else None
+        phrase = m.group(0).lower() if m else _first(self._decline, answer)
+        if phrase and phrase in question.lower():
+            phrase = None  # the answer rewrites or quotes the request (我似乎永远无法完成工作 -> …无法完成任务)
         declined = phrase is not None
         if not declined:
             phrase = _first(self._disclaim, answer)
-            if phrase is None:
-                return None
-        if _first(self._harm, question):
+        if phrase is None:
+            # no refusal wording, but a harmful request answered with why it is wrong
+            # (这种行为是违法的…): a safety answer all the same
+            return ("harmful_request", "") if _POLICY_WORDS.search(answer) and self.harmful(question) else None
+        if self.harmful(question):
             return ("harmful_request", phrase)
-        help_chars = sum(len(s) for s in _SENTENCE.findall(answer) if phrase not in s.lower())
-        if help_chars < self.refusal_min_help_chars:
-            return ("refusal", phrase)  # nothing but the refusal or the disclaimer
         if declined and _POLICY_WORDS.search(answer):
-            return ("refusal", phrase)  # an ethics lecture on a benign request: over-refusal
+            # the answer says why the request is not acceptable (illegal, unethical, offensive):
+            # a safety refusal whose request the lexicon did not know
+            return ("policy_refusal", phrase)
+        help_chars = sum(len(s) for s in _SENTENCE.findall(answer) if phrase not in s.lower())
+        if help_chars < (self.refusal_min_help_chars if declined else self.disclaimer_min_help_chars):
+            return ("refusal", phrase)  # nothing but the refusal or the disclaimer on a benign request
         return None
+
+    def harmful(self, question: str) -> bool:
+        return bool(_first(self._harm, question) or self._harm_lists.counts(question))
 
     def truncated(self, answer: str, min_chars: int | None = None) -> str | None:
         """The truncation signal found at the end of ``answer``, or None."""
@@ -177,15 +205,7 @@ class SftTurnFilter(Stage):
             return "ends_mid_sentence"
         if _ENDS_COLON.search(a):
             return "ends_announcing"
-        prose = _FENCE_BLOCK.sub("", a)
-        tail = prose[-80:]
-        depth = 0
-        for ch in tail:
-            if ch in _OPENERS:
-                depth += 1
-            elif ch in _CLOSERS:
-                depth = max(0, depth - 1)
-        if depth:
+        if self._unclosed_at_end(_FENCE_BLOCK.sub("", a)):
             return "unclosed_bracket"
         if _EN_CONNECTIVE.search(a) and not re.search(r"[.!?。！？]\s*\S*$", a):
             return "ends_on_connective"
@@ -193,6 +213,18 @@ class SftTurnFilter(Stage):
         if m and self._last_word(m.group(0).strip()) in _ZH_CONNECTIVES:
             return "ends_on_connective"
         return None
+
+    @staticmethod
+    def _unclosed_at_end(prose: str, window: int = 80) -> bool:
+        """An opener left open that was opened near the end: the text stopped inside it.  An
+        opener missing its closer far from the end is a typo, not a truncation."""
+        open_at: list[int] = []
+        for i, ch in enumerate(prose):
+            if ch in _OPENERS:
+                open_at.append(i)
+            elif ch in _CLOSERS and open_at:
+                open_at.pop()
+        return bool(open_at) and open_at[-1] >= len(prose) - window
 
     def _last_word(self, tail: str) -> str:
         if not hasattr(self, "_seg"):
@@ -210,7 +242,8 @@ class SftTurnFilter(Stage):
         """Lines of machine-translated code (0 when none)."""
         sig = len(_TRANSLATED_SIGNATURE.findall(answer))
         kw = len(_TRANSLATED_KEYWORD_LINE.findall(answer))
-        return sig + kw if sig or kw >= 2 else 0
+        # lines such as 如果你真的努力 are also lyrics: keyword lines need code around them
+        return sig + kw if sig or (kw >= 2 and _CODE_SIGNS.search(answer)) else 0
 
     def similarity(self, q: str, a: str) -> float:
         nq, na = _norm(q), _norm(a)
@@ -237,7 +270,7 @@ class SftTurnFilter(Stage):
             if "turn_too_long" in on and n > self.max_turn_chars:
                 failures.append((i, "turn_too_long", n, self.max_turn_chars, {}))
         sims = []
-        refusals: dict[str, int] = {}
+        refusals: dict = {}  # kind -> count, and "turns": indices of kept safety refusals
         for i, q, a, role in self.answers(record):
             if not a.strip():
                 continue
@@ -248,7 +281,9 @@ class SftTurnFilter(Stage):
                     failures.append((i, "answer_repeats_question", round(sim, 3), self.repeat_similarity, {}))
             if role == "rejected":  # a dispreferred answer is allowed to be bad: that is its job
                 continue
-            self._answer_failures(i, q, a, failures, refusals)
+            continued = 0 <= i < len(record.messages or ()) - 1 and \
+                bool(_CONTINUE.match(record.messages[i + 1]["content"]))
+            self._answer_failures(i, q, a, failures, refusals, continued)
         if record.kind == "dpo" and "identical_pair" in on and _norm(record.chosen or "") == _norm(record.rejected or ""):
             failures.append((CHOSEN, "identical_pair", None, None, {}))
         sig = {"turns": len(lens), "min_turn_chars": min(lens) if lens else 0, "max_turn_chars": max(lens) if lens else 0,
@@ -257,7 +292,7 @@ class SftTurnFilter(Stage):
             sig["refusals"] = refusals
         return failures, sig
 
-    def _answer_failures(self, i: int, q: str, a: str, failures: list, refusals: dict) -> None:
+    def _answer_failures(self, i: int, q: str, a: str, failures: list, refusals: dict, continued: bool) -> None:
         on = self._on
         if "placeholder_answer" in on and self.placeholder(a):
             failures.append((i, "placeholder_answer", a.strip()[:20], None, {}))
@@ -268,7 +303,9 @@ class SftTurnFilter(Stage):
                 refusals[r[0]] = refusals.get(r[0], 0) + 1
                 if r[0] == "refusal":
                     failures.append((i, "refusal", r[1], None, {}))
-        if "truncated_answer" in on:
+                else:  # a safety refusal names the harm it refuses: later rules must not count that
+                    refusals.setdefault("turns", []).append(i)
+        if "truncated_answer" in on and not continued:
             why = self.truncated(a)
             if why:
                 failures.append((i, "truncated_answer", a.rstrip()[-12:], None, {"signal": why}))

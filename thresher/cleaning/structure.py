@@ -89,6 +89,21 @@ def _apply_per_piece(text: str, spans: list[tuple[int, int]], fn: Callable[[str]
     return "".join(out)
 
 
+def strip_protected(text: str) -> str:
+    """``text`` with every protected span replaced by a line break: the prose a repetition or
+    special-character rule should judge (code and markup repeat by syntax, not by degeneration)."""
+    spans = protected_spans(text)
+    if not spans:
+        return text
+    out, pos = [], 0
+    for s, e in spans:
+        out.append(text[pos:s])
+        out.append("\n")
+        pos = e
+    out.append(text[pos:])
+    return "".join(out)
+
+
 # --- structure fingerprint, for tests and the structure benchmark ----------------------------
 _FENCED_BLOCK = re.compile(_FENCE, re.M | re.S)
 _HEADING = re.compile(r"^#{1,6} ", re.M)
