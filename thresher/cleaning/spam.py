@@ -8,8 +8,8 @@ remove the block; ``quality_heuristic`` reads the measurement later.
 
 Signals (``measure_spam``; pure, no decision):
 
-* ``terms``: hits of the spam + gambling lists (``thresher/blacklists/spam.txt``,
-  ``gambling.txt``), hits per 1000 characters and how many *distinct* terms hit
+* ``terms``: hits of the spam list (``thresher/blacklists/spam.txt``; ``lists`` can add
+  ``gambling``), hits per 1000 characters and how many *distinct* terms hit
   (one brand name repeated is stuffing; several different ones is a spam page);
 * ``links``: URLs and bare domains (``xx123.com``), per 1000 characters, distinct
   hosts, and the share of lines that carry one (link blocks);
@@ -19,8 +19,8 @@ Signals (``measure_spam``; pure, no decision):
 
 Decision rules (each a reason code ``spam:<rule>`` with value and threshold):
 ``terms``: hits, per-kchar and distinct terms all reached; ``link_farm``: URL count and
-per-kchar both reached; ``keyword_stuffing``: the top n-gram's count and coverage both
-reached.  ``action: flag`` measures and never rejects (tiers decide).
+per-kchar both reached; ``keyword_stuffing``: the top n-gram's count, coverage and number
+of distinct runs all reached.  ``action: flag`` measures and never rejects (tiers decide).
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ from ..records import Record
 from ._text import nonspace_len
 from .blacklist import BLACKLIST_DIR, Matcher, read_list
 
-SPAM_LISTS = ("spam", "gambling")
+# gambling.txt stays blacklist_filter's category (its hits are measured and decided there);
+# spam.txt is the spam-site vocabulary this stage owns. lists: [spam, gambling] reads both.
+SPAM_LISTS = ("spam",)
 # scheme/www URLs, or bare hosts with a TLD spam pages use (digits-only labels included: 9399.com)
 _LINK_RE = re.compile(r"(?:https?://|www\.)[^\s<>\"'\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]+|"
                       r"(?<![A-Za-z0-9.@-])[A-Za-z0-9][A-Za-z0-9-]{0,40}\.(?:com|net|org|cc|vip|top|xyz|cn|info|"
@@ -76,13 +78,16 @@ def _link_stats(text: str) -> dict:
 
 
 def _stuffing(text: str) -> dict:
-    """The repeated n-gram covering most of the head, counted without overlaps. Grams of at
-    most two distinct characters (哈哈哈, 码字码字) are character repetition, not keywords:
-    the quality filter's repetition rules handle those."""
+    """The repeated n-gram covering most of the head, counted without overlaps, and in how
+    many distinct runs (text between punctuation/spaces) it occurs.  Stuffing is one keyword
+    in many variants (减肥茶 / 减肥茶价格 / 减肥茶哪个好); one line repeated (contexts 1) and
+    grams of at most two distinct characters (哈哈哈, 码字码字) are plain repetition, which the
+    quality filter's repetition rules handle."""
     head = text[:HEAD_CHARS].lower()
     denom = max(1, nonspace_len(head))
     counts: dict[int, Counter] = {n: Counter() for n in STUFF_NS}
-    for run in _GRAM_OK.findall(head):
+    runs = _GRAM_OK.findall(head)
+    for run in runs:
         for n in STUFF_NS:
             if len(run) >= n:
                 counts[n].update(run[i:i + n] for i in range(len(run) - n + 1))
@@ -94,7 +99,8 @@ def _stuffing(text: str) -> dict:
             k = head.count(gram)
             if k * n / denom > best[2]:
                 best = (gram, k, k * n / denom)
-    return {"term": best[0], "count": best[1], "coverage": round(min(1.0, best[2]), 4)}
+    contexts = len({r for r in runs if best[0] in r}) if best[0] else 0
+    return {"term": best[0], "count": best[1], "coverage": round(min(1.0, best[2]), 4), "contexts": contexts}
 
 
 def measure_spam(text: str, lexicon: SpamLexicon) -> dict:
@@ -117,7 +123,8 @@ def spam_score(terms: dict, links: dict, stuffing: dict) -> float:
     s_terms = (1 - math.exp(-terms["per_kchar"] / 2.0)) * max(0.0, min(1.0, (terms["hits"] - 1) / 3,
                                                                        (terms["distinct"] - 1) / 2))
     s_links = (1 - math.exp(-max(0.0, links["per_kchar"] - 1.0) / 5.0)) * min(1.0, links["urls"] / 8)
-    s_stuff = min(1.0, max(0.0, stuffing["coverage"] - 0.05) / 0.25) * min(1.0, stuffing["count"] / 8)
+    s_stuff = (min(1.0, max(0.0, stuffing["coverage"] - 0.05) / 0.25) * min(1.0, stuffing["count"] / 8)
+               * min(1.0, max(0, stuffing["contexts"] - 1) / 3))
     return 1 - (1 - s_terms) * (1 - s_links) * (1 - s_stuff)
 
 
@@ -132,7 +139,8 @@ class SpamFilter(Stage):
         "extra_lists": [],           # your own term files
         "terms": [3, 2.0, 2],        # [min hits, min hits per 1000 chars, min distinct terms]
         "link_farm": [8, 8.0],       # [min URLs/domains, min per 1000 chars]
-        "keyword_stuffing": [8, 0.2],  # [min count of the top n-gram, min share of non-space chars]
+        # [min count of the top n-gram, min share of non-space chars, min distinct runs it occurs in]
+        "keyword_stuffing": [8, 0.2, 4],
     }
 
     def __init__(self, label=None, **params):
@@ -165,7 +173,7 @@ class SpamFilter(Stage):
         urls, url_k = self.link_farm
         if ln["urls"] >= urls and ln["per_kchar"] >= url_k:
             return "link_farm", ln["per_kchar"], float(url_k)
-        count, cov = self.keyword_stuffing
-        if st["count"] >= count and st["coverage"] >= cov:
+        count, cov, contexts = self.keyword_stuffing
+        if st["count"] >= count and st["coverage"] >= cov and st["contexts"] >= contexts:
             return "keyword_stuffing", st["coverage"], float(cov)
         return None
