@@ -328,7 +328,8 @@ class WhitespaceNormalizer(Normalizer):
         sp = f"[ {_ODD_SPACE}]"
         cjk = f"[{_CJK_OR_PUNCT}]"
         # inside a line: runs of spaces and odd spaces become one space (indentation untouched)
-        self._sp_run = re.compile(f"(?<=[^\\s]){sp}{{2,}}|(?<=[^\\s])[{_ODD_SPACE}]")
+        # (not after '#': "#\t注释" / "#\u3000测试" must not turn into a Markdown heading)
+        self._sp_run = re.compile(f"(?<=[^\\s#]){sp}{{2,}}|(?<=[^\\s#])[{_ODD_SPACE}]")
         self._cjk_indent = re.compile(f"^{sp}+(?={cjk})", re.M)
         self._trailing = re.compile(f"{sp}+$", re.M)
         if self.cjk_latin_space:  # keep "使用 Python 进行" spacing; only remove between two CJK

@@ -78,7 +78,8 @@ _CARD_PREFIX = re.compile(r"^(?:62|4|5[1-5]|2[2-7]|3[4-7]|60|9)")
 
 # documentation placeholders are nobody's data: RFC 2606/6761 reserved names, and the
 # published test card numbers of payment APIs (Stripe, Braintree, Adyen docs)
-_RESERVED_EMAIL = re.compile(r"@(?:[\w-]+\.)*(?:example\.(?:com|org|net)|example|test|invalid|localhost)$", re.I)
+_RESERVED_EMAIL = re.compile(r"@(?:[\w-]+\.)*(?:example\.(?:com|org|net)|example|test|invalid|localhost)$"
+                             r"|^git@(?:github\.com|gitlab\.com|bitbucket\.org)$", re.I)  # git SSH remotes
 TEST_CARDS = frozenset({"4242424242424242", "4000056655665556", "4111111111111111", "4012888888881881",
                         "5555555555554444", "5105105105105100", "2223003122003222", "378282246310005",
                         "371449635398431", "6011111111111117", "3566002020360505", "6200000000000005"})
