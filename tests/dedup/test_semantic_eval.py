@@ -258,3 +258,13 @@ def test_semantic_dedup_defaults_to_e5_with_its_calibrated_eps(tmp_path):
             assert len(rej) >= 6
         else:
             assert rej and rej[0].meta["reject"]["threshold"] == round(1 - CALIBRATED_EPS["e5"], 6)
+
+
+def test_semdedup_sweep_prints_the_pr_curve_on_labelled_pairs(tmp_path, capsys):
+    from thresher.dedup.semantic import CALIBRATED_EPS
+    assert sweep_main(["--pairs", str(_pairs_tsv(tmp_path)), "--embedder", "hashed", "--eps", "0.3,0.9"]) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert len(lines) == 3 and "<- default" in next(ln for ln in lines if ln.split()[0] == str(CALIBRATED_EPS["hashed"]))
+    wide = next(ln for ln in lines if ln.split()[0] == "0.9").split()
+    assert float(wide[3]) == 1.0  # eps 0.9 (cos > 0.1): every paraphrase pair is found
