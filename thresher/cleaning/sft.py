@@ -97,6 +97,8 @@ _CODE_SIGNS = re.compile(r"[=;{}]|\bdef |\(\)|\bimport |#include|print\(|return\
 # the next user turn asks to go on: a cut answer is part of the dialogue (output limit), not damage
 _CONTINUE = re.compile(r"^\s*(?:请|麻烦)?(?:继续|接着|往下)\S{0,6}\s*$|^\s*(?:please )?(?:continue|go on|keep going)\W*$",
                        re.I)
+# the request asks for the text back (直接输出 / 复述 / 原样): an echo is the right answer
+_VERBATIM = re.compile(r"直接输出|输出以下|输出下面|复述|原样|照抄|原文输出|重复一遍|repeat after me|output (?:exactly|verbatim)", re.I)
 _NORM = re.compile(r"[\s\W_]+")
 
 
@@ -216,15 +218,16 @@ class SftTurnFilter(Stage):
 
     @staticmethod
     def _unclosed_at_end(prose: str, window: int = 80) -> bool:
-        """An opener left open that was opened near the end: the text stopped inside it.  An
-        opener missing its closer far from the end is a typo, not a truncation."""
+        """An opener left open in the last line, near the end: the text stopped inside it.  An
+        opener missing its closer earlier (a typo in a formula) is not a truncation."""
         open_at: list[int] = []
         for i, ch in enumerate(prose):
             if ch in _OPENERS:
                 open_at.append(i)
             elif ch in _CLOSERS and open_at:
                 open_at.pop()
-        return bool(open_at) and open_at[-1] >= len(prose) - window
+        last_line = prose.rfind("\n") + 1
+        return bool(open_at) and open_at[-1] >= max(last_line, len(prose) - window)
 
     def _last_word(self, tail: str) -> str:
         if not hasattr(self, "_seg"):
@@ -274,7 +277,7 @@ class SftTurnFilter(Stage):
         for i, q, a, role in self.answers(record):
             if not a.strip():
                 continue
-            if "answer_repeats_question" in on and q:
+            if "answer_repeats_question" in on and q and not _VERBATIM.search(q):
                 sim = self.similarity(q, a)
                 sims.append(sim)
                 if sim >= self.repeat_similarity:
