@@ -14,9 +14,11 @@ per file that every byte ended up somewhere (see ``runner.finalize``).
 from __future__ import annotations
 
 import base64
+import codecs
 import glob
 import gzip
 import io
+import mmap
 import os
 import re
 import zlib
@@ -308,17 +310,18 @@ def decode_unit(raw: bytes, declared: str = "auto") -> tuple[str, str]:
 def _detect_legacy(raw: bytes) -> str | None:
     """GB18030 or Big5, whichever a real detector prefers (both decode many byte
     strings, so "first that decodes" turns Big5 into GB18030 mojibake)."""
-    import charset_normalizer
-    best = charset_normalizer.from_bytes(raw, cp_isolation=list(LEGACY_CODECS)).best()
-    if best is not None and best.encoding in LEGACY_CODECS:
-        return best.encoding
+    fits = []
     for codec in LEGACY_CODECS:
         try:
             raw.decode(codec)
-            return codec
+            fits.append(codec)
         except UnicodeDecodeError:
             continue
-    return None
+    if len(fits) < 2:  # at most one codec fits: nothing to decide
+        return fits[0] if fits else None
+    import charset_normalizer
+    best = charset_normalizer.from_bytes(raw, cp_isolation=list(LEGACY_CODECS)).best()
+    return best.encoding if best is not None and best.encoding in LEGACY_CODECS else fits[0]
 
 
 def sniff_encoding(path: str, compression: str | None, declared: str = "auto") -> str:
@@ -605,12 +608,28 @@ def split_json_array(buf, pos: int, dbcs: bool = False) -> Iterator[tuple[str, i
             seg = j + 1
 
 
+_NON_WS = re.compile(rb"[^ \t\r\n]")
+
+
+def _array_buffer(spec: ShardSpec, account: ShardAccount):
+    """An uncompressed array is memory-mapped (elements are parsed one at a time, so a
+    multi-GB array never sits in memory twice); a compressed one is read whole."""
+    if spec.compression is None:
+        try:
+            with open(spec.path, "rb") as f:
+                if os.fstat(f.fileno()).st_size:
+                    return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError:
+            pass  # _read_all reports it
+    return (yield from _read_all(spec, account))
+
+
 def _read_json_array(spec: ShardSpec, account: ShardAccount) -> Iterator[Record | Quarantined]:
-    buf = yield from _read_all(spec, account)
+    buf = yield from _array_buffer(spec, account)
     if buf is None:
         return
-    lead = len(BOM) if buf.startswith(BOM) else 0
-    lead += len(buf) - lead - len(buf[lead:].lstrip(_WS))
+    m = _NON_WS.search(buf, len(BOM) if buf[:len(BOM)] == BOM else 0)
+    lead = m.start() if m else len(buf)
     if buf[lead:lead + 1] != b"[":  # planned as an array but no longer one: read it as JSON lines
         yield from _read_lines(spec, account)
         return
@@ -636,11 +655,14 @@ def _read_json_array(spec: ShardSpec, account: ShardAccount) -> Iterator[Record 
 def _array_is_dbcs(buf: bytes, declared: str) -> bool:
     if declared != "auto":
         return declared.lower().replace("-", "") in ("gb18030", "gbk", "gb2312", "big5", "cp950", "cp936")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1 << 24  # in slices: buf may be a multi-GB mmap
     try:
-        buf.decode("utf-8")
-        return False
+        for start in range(0, len(buf), step):
+            decoder.decode(buf[start:start + step], final=start + step >= len(buf))
     except UnicodeDecodeError:
         return True
+    return False
 
 
 def _array_element(spec: ShardSpec, buf, s: int, e: int, index: int, mapping: dict):
