@@ -119,6 +119,9 @@ def load_model(cfg: dict, tok, path: str | None = None):
         model.resize_token_embeddings(len(tok), pad_to_multiple_of=cfg.get("pad_vocab_to_multiple_of"))
         log.info("resized embeddings %d -> %d rows", rows, embedding_rows(model))
         resized = True
+        from thresher.training.vocab import init_new_rows
+        # extend-vocab's map: each new row starts at the mean of the base rows of the text it replaces
+        init_new_rows(model, cfg.get("tokenizer_path") or cfg["model_name"])
     check_embeddings(model, tok)
     model.config.pad_token_id = tok.pad_token_id
     model.config.use_cache = False

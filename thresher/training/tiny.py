@@ -47,7 +47,8 @@ def build_tiny(out_dir: str, corpus: str | None = None, vocab_size: int = 2000, 
     return {"out": out_dir, "vocab": len(tok), "hidden": hidden, "layers": layers}
 
 
-def train_llama_sp(texts: list[str], vocab_size: int = 800, model_type: str = "bpe") -> bytes:
+def train_llama_sp(texts: list[str], vocab_size: int = 800, model_type: str = "bpe",
+                   character_coverage: float = 1.0) -> bytes:
     """A SentencePiece model shaped like LLaMA's: byte fallback, split digits, identity
     normalisation, whitespace kept, dummy prefix; ids 0/1/2 = <unk>/<s>/</s>."""
     import io
@@ -55,7 +56,7 @@ def train_llama_sp(texts: list[str], vocab_size: int = 800, model_type: str = "b
     buf = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type=model_type,
-        character_coverage=1.0, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
+        character_coverage=character_coverage, byte_fallback=True, split_digits=True, normalization_rule_name="identity",
         remove_extra_whitespaces=False, add_dummy_prefix=True, allow_whitespace_only_pieces=True,
         unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False, minloglevel=2)
     return buf.getvalue()
