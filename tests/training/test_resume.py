@@ -48,6 +48,13 @@ def test_lora_dropout_kill_and_resume_is_bit_exact(tiny_dir, tmp_path, monkeypat
     s = run(_lora_cfg(tiny_dir, out), "sft", recs)
     assert s["global_step"] == 8
     assert _losses(out) == _losses(full)          # each step once, identical floats
+    # the exported tokenizer renders conversations exactly as training did
+    from transformers import AutoTokenizer
+    from thresher.training.templates import get_template
+    tok = AutoTokenizer.from_pretrained(str(full / "final"))
+    conv = recs[0].messages
+    assert tok.apply_chat_template(conv, tokenize=False) == get_template("open-assistant").render(
+        conv, tok.bos_token, tok.eos_token)
     a = torch.load(full / "checkpoints" / "step-8" / "state.pt", weights_only=False)["model"]
     b = torch.load(out / "checkpoints" / "step-8" / "state.pt", weights_only=False)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
