@@ -56,7 +56,7 @@ def cmd_run(args) -> int:
     except RunLocked as e:
         print(f"refused: {e}", file=sys.stderr)
         return 3
-    except ConfigError as e:
+    except (ConfigError, FileNotFoundError) as e:  # a bad recipe, an input that matches no file
         print(f"error: {e}", file=sys.stderr)
         return 2
     except InputIncomplete as e:
