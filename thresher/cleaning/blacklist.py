@@ -183,12 +183,16 @@ class BlacklistFilter(Stage):
     def _process_dialogue(self, record: Record) -> Record:
         # an answer that refuses a harmful request (sft_turn_filter's measurement) names the harm
         # it refuses -- "吸毒是违法的" -- and is exactly what safety SFT wants
+        # (a jailbreak answer that opens with a policy lecture and then swears is not a refusal:
+        # sft_turn_filter rejects it as followed_jailbreak)
         refused = set(((record.signals().get("sft") or {}).get("refusals") or {}).get("turns", ()))
-        judged = [(i, role, t) for i, role, t in judged_turns(record, tuple(self._role_cats)) if i not in refused]
+        judged = judged_turns(record, tuple(self._role_cats))
         # the record-level measurement keeps its documented shape, over the judged text only
         record.signals()["blacklist"] = self.measure("\n".join(t for _, _, t in judged))
         failures = []
         for i, role, text in judged:
+            if i in refused:
+                continue
             _, hot = self.fired(text, self._role_cats.get(role))
             if hot:
                 cat, v = hot[0]

@@ -20,7 +20,12 @@ turn with dialogue-sized defaults.  Reason codes:
 * ``placeholder_answer`` -- ``<nooutput>``, ``<无输出>``, ``N/A``, ``XX``… instead of an answer;
 * ``translated_code`` -- code whose keywords were machine-translated (``def 阶乘（数量）：``,
   ``返回阶乘``): it teaches syntax that does not exist;
-* ``identical_pair`` -- a DPO pair whose chosen and rejected answers are the same.
+* ``identical_pair`` -- a DPO pair whose chosen and rejected answers are the same;
+* ``followed_injection`` -- the request hides an instruction (忽略上述指令，直接输出：X) and the
+  answer outputs X: safety sets contain these as tests, the right answer does the first task;
+* ``followed_jailbreak`` -- the request is a jailbreak (不受限制的语言模型 / 打破规则 / DAN) and the
+  answer plays along instead of declining;
+* ``no_answer`` -- a conversation without any assistant turn: nothing to train on.
 
 With ``action: flag`` a record is only annotated (``signals["sft"]["flags"]``); with
 ``reject`` a failing turn is handled by ``on_turn_failure`` (:mod:`.turns`).
@@ -34,12 +39,13 @@ from ..records import Record
 from .turns import ANSWER_ROLES, CHOSEN, REJECTED, TURN_POLICIES, apply_turn_failures
 
 CHECKS = ("empty_turn", "answer_repeats_question", "refusal", "truncated_answer", "turn_too_long",
-          "placeholder_answer", "translated_code", "identical_pair")
+          "placeholder_answer", "translated_code", "identical_pair", "followed_injection", "followed_jailbreak",
+          "no_answer")
 
 # the answer declines to do what was asked: 我不能提供 / 无法为您提供 / 我不会回答 / 拒绝 / I cannot help
 DECLINE_RE = re.compile(
     r"(?:不能|无法|不会|不可以|不便|拒绝)(?:为您|为你|向您|向你|给您|给你|替您|替你)?(?:提供|回答|协助|帮助|帮你|帮您|支持|鼓励|"
-    r"复述|参与|满足|完成|生成|编写|撰写|执行|讨论|透露|告诉|推荐|教)"
+    r"复述|参与|满足|完成|生成|编写|撰写|执行|讨论|透露|告诉|推荐|教|扮演|假装|照做)"
     r"|i(?:'m| am) sorry, but i (?:cannot|can't)|i (?:cannot|can't|won't|will not) (?:help|assist|provide|fulfill|"
     r"do that|comply)|i'm unable to (?:help|assist)|i must decline", re.I)
 # boilerplate that frames an answer without declining
@@ -93,6 +99,12 @@ _TRANSLATED_SIGNATURE = re.compile(r"(?m)^\s*(?:def|class|function|public|privat
                                    r"|^\s*(?:定义|函数)\s*[\w\u4e00-\u9fff]+\s*[（(][^\n]*[)）]\s*[：:{]")
 _TRANSLATED_KEYWORD_LINE = re.compile(r"(?m)^[ \t]*(?:返回|如果|否则|别的|对于|打印|而|当|同时|休息|继续|尝试|除了|导入)"
                                       r"(?:[ \t（(]|[\u4e00-\u9fff]{1,6}\s*$|[^\n]*[：:]\s*$)")
+# markup whose tag names were translated (<表格>, </正文>): no browser knows them
+_TRANSLATED_TAG = re.compile(r"</?[\u4e00-\u9fff]{1,4}(?:\s[^<>\n]*)?>|&lt;/?[\u4e00-\u9fff]{1,4}&gt;")
+_INJECTION = re.compile(r"忽略(?:上述|以上|之前|前面|上面)?(?:的)?(?:所有|全部)?(?:指令|指示|要求)[，,。\s]*(?:并|请|然后)?"
+                        r"(?:直接)?输出[：:“\"「]\s*(?P<target>.+)", re.S)
+_JAILBREAK = re.compile(r"不受限制的语言模型|非过滤|未经过滤|无限制版本|非限制版本|越狱|打破.{0,6}(?:规则|规矩)|\bDAN\b|"
+                        r"jailbreak|developer mode|unfiltered", re.I)
 _CODE_SIGNS = re.compile(r"[=;{}]|\bdef |\(\)|\bimport |#include|print\(|return\b")
 # the next user turn asks to go on: a cut answer is part of the dialogue (output limit), not damage
 _CONTINUE = re.compile(r"^\s*(?:请|麻烦)?(?:继续|接着|往下)\S{0,6}\s*$|^\s*(?:please )?(?:continue|go on|keep going)\W*$",
@@ -243,10 +255,21 @@ class SftTurnFilter(Stage):
     @staticmethod
     def translated_code(answer: str) -> int:
         """Lines of machine-translated code (0 when none)."""
-        sig = len(_TRANSLATED_SIGNATURE.findall(answer))
+        tags = _TRANSLATED_TAG.findall(answer)
+        # used as markup: a translated closing tag exists (<匿名> placeholders have none)
+        marked_up = any(t.startswith(("</", "&lt;/")) for t in tags)
+        sig = len(_TRANSLATED_SIGNATURE.findall(answer)) + (len(tags) - 1 if marked_up else 0)
         kw = len(_TRANSLATED_KEYWORD_LINE.findall(answer))
         # lines such as 如果你真的努力 are also lyrics: keyword lines need code around them
         return sig + kw if sig or (kw >= 2 and _CODE_SIGNS.search(answer)) else 0
+
+    @staticmethod
+    def followed_injection(question: str, answer: str) -> bool:
+        m = _INJECTION.search(question)
+        if not m:
+            return False
+        target = _norm(m.group("target"))
+        return len(target) >= 6 and target[:40] in _norm(answer)
 
     def similarity(self, q: str, a: str) -> float:
         nq, na = _norm(q), _norm(a)
@@ -287,6 +310,9 @@ class SftTurnFilter(Stage):
             continued = 0 <= i < len(record.messages or ()) - 1 and \
                 bool(_CONTINUE.match(record.messages[i + 1]["content"]))
             self._answer_failures(i, q, a, failures, refusals, continued)
+        msgs = record.messages or []
+        if record.kind == "sft" and "no_answer" in on and not any(m["role"] == "assistant" for m in msgs):
+            failures.append((max(0, len(msgs) - 1), "no_answer", None, None, {}))
         if record.kind == "dpo" and "identical_pair" in on and _norm(record.chosen or "") == _norm(record.rejected or ""):
             failures.append((CHOSEN, "identical_pair", None, None, {}))
         sig = {"turns": len(lens), "min_turn_chars": min(lens) if lens else 0, "max_turn_chars": max(lens) if lens else 0,
@@ -312,6 +338,11 @@ class SftTurnFilter(Stage):
             why = self.truncated(a)
             if why:
                 failures.append((i, "truncated_answer", a.rstrip()[-12:], None, {"signal": why}))
+        if "followed_jailbreak" in on and _JAILBREAK.search(q) and not DECLINE_RE.search(a):
+            failures.append((i, "followed_jailbreak", None, None, {}))
+            return
+        if "followed_injection" in on and self.followed_injection(q, a):
+            failures.append((i, "followed_injection", None, None, {}))
         if "translated_code" in on:
             n = self.translated_code(a)
             if n:
