@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 
+from .. import meta as M
 from ..pipeline import Stage, register
 from ..records import Record
 from ._text import CJK_RE, LATIN_RE, count_chars
@@ -127,11 +128,11 @@ class LanguageFilter(Stage):
         if not _LETTER.search(text):
             # nothing to identify: saying "wrong_language" about an empty page would mislead
             reason = "empty" if not text.strip() else "too_short"
-            record.signals()["lang"] = {"label": "und", "top": [["und", 0.0]]}
+            record.signals()[M.LANG_SIGNAL] = M.lang_signal("und", [("und", 0.0)])
             return self.reject(record, reason, 0, 1, letters=0)
         top = self.predict(text)
         ok, label = self.decide(top)
-        record.signals()["lang"] = {"label": label, "top": [[k, v] for k, v in top[:3]]}
+        record.signals()[M.LANG_SIGNAL] = M.lang_signal(label, top[:3])
         if not ok:
             return self.reject(record, "wrong_language", top[0][1], self.min_score, lang=top[0][0])
         return record

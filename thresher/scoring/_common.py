@@ -9,13 +9,14 @@ from ..records import Record
 
 def set_score(record: Record, name: str, value: float, version: str) -> None:
     """``meta["scores"][name]`` plus ``meta["scorer_versions"][name]`` (re-tiering needs both)."""
-    record.meta.setdefault("scores", {})[name] = None if value is None else round(float(value), 5)
-    record.meta.setdefault("scorer_versions", {})[name] = version
+    from .. import meta as M
+    M.set_score(record.meta, name, value, version)
 
 
 def get_score(record: Record | dict, name: str) -> float | None:
     meta = record.meta if isinstance(record, Record) else record.get("meta", {})
-    return (meta.get("scores") or {}).get(name)
+    from .. import meta as M
+    return M.scores(meta).get(name)
 
 
 def meta_of(record: Record | dict) -> dict:

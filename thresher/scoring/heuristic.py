@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import re
 
+from .. import meta as M
 from ..pipeline import Stage, register
 from ..records import Record
 from ._common import jieba_mod, set_score
@@ -113,10 +114,10 @@ def blacklist_penalty(blacklist: dict | None) -> float:
 
 def quality_penalty(signals: dict) -> float:
     pen = 1.0
-    flags = (signals.get("sft") or {}).get("flags") or []
+    flags = (signals.get(M.SFT_SIGNAL) or {}).get("flags") or []
     pen *= 0.5 ** sum(1 for f in flags if f in _SFT_FLAGS)
-    pen *= blacklist_penalty(signals.get("blacklist"))
-    spam = signals.get("spam")
+    pen *= blacklist_penalty(signals.get(M.BLACKLIST_SIGNAL))
+    spam = signals.get(M.SPAM_SIGNAL)
     if isinstance(spam, dict) and spam.get("score") is not None:
         pen *= 1.0 - min(1.0, max(0.0, float(spam["score"])))
     return pen
@@ -135,11 +136,11 @@ class HeuristicQuality(Stage):
     """Writes ``meta["scores"]["quality_heuristic"]``; rejects nothing (tiers decide)."""
 
     version = "3"  # 3: graded terms (v2 bunched at 0.93-0.98), blacklist/spam signals read as written
-    defaults = {"target_chars": 2000, "score_name": "quality_heuristic"}
+    defaults = {"target_chars": 2000, "score_name": M.score_key("quality_heuristic")}
 
     def process(self, record: Record) -> Record:
         text = record.full_text() if record.kind == "text" else record.answer_text() or record.full_text()
-        set_score(record, self.score_name, heuristic_quality(text, record.meta.get("signals"), self.target_chars),
+        set_score(record, self.score_name, heuristic_quality(text, M.signals(record), self.target_chars),
                   f"{self.name}/{self.version}")
         self.count("scored")
         return record
@@ -242,7 +243,7 @@ class HeuristicDifficulty(Stage):
 
     version = "2"  # 2: PhasedSFT-fitted terms (v1 anti-correlated with the GPT-4 difficulty)
     applies_to = ("sft", "dpo")
-    defaults = {"score_name": "difficulty_heuristic", "use_jieba": True}
+    defaults = {"score_name": M.score_key("difficulty_heuristic"), "use_jieba": True}
 
     def setup(self, ctx) -> None:
         self._cut = jieba_mod().lcut if self.use_jieba else None

@@ -20,6 +20,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from .. import meta as M
 from ._common import embed_text
 
 MAX_EXAMPLE_CHARS = 240
@@ -80,7 +81,7 @@ class RunData:
         for r in iter_records(kept_man) if os.path.exists(kept_man) else ():
             self.n += 1
             self.sources[r.source] += 1
-            for k, v in (r.meta.get("scores") or {}).items():
+            for k, v in M.scores(r).items():
                 if isinstance(v, (int, float)):
                     self.scores[k].append(float(v))
             item = (-sample_key(r.id), r.id, r)
@@ -155,8 +156,8 @@ def cluster_name(data: RunData, cid, cjk: bool) -> str:
 
 def plot_tsne(data: RunData, xy: np.ndarray, out_dir: str, cjk: bool) -> list[str]:
     plt = _plt()
-    views = [("cluster", [cluster_name(data, r.meta.get("cluster"), cjk) for r in data.sample]),
-             ("tier", [str(r.meta.get("tier", "none")) for r in data.sample]),
+    views = [("cluster", [cluster_name(data, M.cluster(r), cjk) for r in data.sample]),
+             ("tier", [M.tier(r) or "none" for r in data.sample]),
              ("source", [r.source for r in data.sample])]
     paths = []
     for name, groups in views:
@@ -287,8 +288,8 @@ def render_html(data: RunData, images: dict[str, list[str]], per: int) -> str:
                         f"</th></tr>{tiers}</table>")
     names = {cid: f"c{cid} {cl['label']}" for cid, cl in data.clusters.items()}
     if data.clusters:
-        sections.append("<h2>Examples per cluster</h2>" + _examples(data, lambda r: r.meta.get("cluster"), names, per))
-    sections.append("<h2>Examples per tier</h2>" + _examples(data, lambda r: r.meta.get("tier", "none"), {}, per))
+        sections.append("<h2>Examples per cluster</h2>" + _examples(data, lambda r: M.cluster(r), names, per))
+    sections.append("<h2>Examples per tier</h2>" + _examples(data, lambda r: M.tier(r) or "none", {}, per))
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}img{max-width:100%;"
              "display:block;margin:.5em 0}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
              "padding:4px 6px;vertical-align:top;font-size:13px}ul{margin:0;padding-left:1.2em}")

@@ -34,6 +34,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import orjson
 
+from .. import meta as M
 from ..pipeline import ConfigError, GlobalStage, register
 from ..records import Record
 from ._common import atomic_write_bytes, meta_of
@@ -181,9 +182,9 @@ class TierStage(GlobalStage):
         want = set(spec["scorers"]) | _select_scorers(spec)
         lines = []
         for r in records:
-            sc = {k: v for k, v in (r.meta.get("scores") or {}).items() if k in want}
+            sc = {k: v for k, v in M.scores(r).items() if k in want}
             lines.append(orjson.dumps({"id": r.id, "src": r.source, "tok": estimate_tokens(r.full_text()),
-                                       "s": sc, "c": r.meta.get("cluster")}))
+                                       "s": sc, "c": M.cluster(r)}))
         atomic_write_bytes(ctx.artifact_path(".jsonl"), b"\n".join(lines) + (b"\n" if lines else b""))
 
     # --- reduce: quantile grids, cut-offs ----------------------------------------
@@ -225,8 +226,7 @@ class TierStage(GlobalStage):
         self._budget_cut = tuple(st["budget_cut"]) if st["budget_cut"] else None
 
     def process(self, record: Record) -> Record:
-        scores = record.meta.get("scores") or {}
-        t, comb = self._rules.tier_of(scores)
+        t, comb = self._rules.tier_of(M.scores(record))
         if t < 0:
             tier = UNSELECTED
         else:
@@ -234,9 +234,9 @@ class TierStage(GlobalStage):
             cut = self._src_cut.get(record.source)
             blocked = (cut is not None and key >= cut) or (self._budget_cut is not None and key >= self._budget_cut)
             tier = OVERFLOW if blocked else self._rules.tiers[t]["name"]
-        record.meta["tier"] = tier
+        record.meta[M.TIER] = tier
         if comb is not None:
-            record.meta.setdefault("scores", {})["tier_combined"] = comb
+            record.meta.setdefault(M.SCORES, {})[M.TIER_COMBINED] = comb
         self.count(f"tier:{tier}")
         return record
 
@@ -288,15 +288,15 @@ def tier_stats(kept_dir: str, scorers: list[str]) -> dict[str, dict]:
     acc: dict[str, dict] = {}
     for r in _iter_kept(kept_dir):
         m = meta_of(r)
-        t = acc.setdefault(str(m.get("tier", "none")), {"records": 0, "tokens": 0, "scores": defaultdict(list),
+        t = acc.setdefault(str(m.get(M.TIER, "none")), {"records": 0, "tokens": 0, "scores": defaultdict(list),
                                                         "clusters": Counter()})
         t["records"] += 1
         t["tokens"] += estimate_tokens(r.full_text())
-        for k, v in (m.get("scores") or {}).items():
-            if v is not None and (k in scorers or k == "tier_combined"):
+        for k, v in M.scores(m).items():
+            if v is not None and (k in scorers or k == M.TIER_COMBINED):
                 t["scores"][k].append(v)
-        if "cluster" in m:
-            t["clusters"][m.get("cluster_label") or str(m["cluster"])] += 1
+        if M.CLUSTER in m:
+            t["clusters"][m.get(M.CLUSTER_LABEL) or str(m[M.CLUSTER])] += 1
     out = {}
     for name, t in sorted(acc.items()):
         ranges = {k: {"min": round(min(v), 5), "p50": round(float(np.median(v)), 5), "max": round(max(v), 5)}
@@ -351,7 +351,7 @@ def _write_selection(kept_dir: str, out_dir: str, ids: list[str], info: dict) ->
 
 
 def select_sft(kept_dir: str, out_dir: str, tier: str = "top", tokens: int = 0, n: int = 0,
-               balance: str = "cluster", score: str = "tier_combined", kinds: list | None = None) -> dict:
+               balance: str = "cluster", score: str = M.TIER_COMBINED, kinds: list | None = None) -> dict:
     """"Top tier, cluster-balanced, N tokens": the SFT training set (conversations only,
     unless ``kinds`` says otherwise: a mixed run's top tier also holds pretraining text)."""
     from ..io.writers import estimate_tokens
@@ -359,23 +359,23 @@ def select_sft(kept_dir: str, out_dir: str, tier: str = "top", tokens: int = 0, 
     items = []
     for r in _iter_kept(kept_dir):
         m = r.meta
-        if m.get("tier") != tier or r.kind not in kinds:
+        if M.tier(m) != tier or r.kind not in kinds:
             continue
         g = m.get(balance) if balance else 0
-        items.append((g, (m.get("scores") or {}).get(score) or 0.0, r.id, estimate_tokens(r.full_text())))
+        items.append((g, M.score(m, score, 0.0), r.id, estimate_tokens(r.full_text())))
     ids = balanced_take(items, int(tokens), int(n))
     return _write_selection(kept_dir, out_dir, ids, {"kind": "sft_train", "tier": tier, "tokens": tokens,
                                                      "balance": balance, "kinds": list(kinds),
                                                      "candidates": len(items)})
 
 
-def select_dpo_seeds(kept_dir: str, out_dir: str, quality: str = "quality_heuristic",
-                     difficulty: str = "difficulty_heuristic", quality_quantile: float = 0.7,
+def select_dpo_seeds(kept_dir: str, out_dir: str, quality: str = M.score_key("quality_heuristic"),
+                     difficulty: str = M.score_key("difficulty_heuristic"), quality_quantile: float = 0.7,
                      difficulty_quantile: float = 0.7, n: int = 1000, balance: str = "cluster") -> dict:
     """"High quality, high difficulty, diverse": prompts to generate preference pairs for."""
     rows = [(r.id, r.meta) for r in _iter_kept(kept_dir) if r.kind in ("sft", "dpo")]
-    q = [(m.get("scores") or {}).get(quality) for _, m in rows]
-    d = [(m.get("scores") or {}).get(difficulty) for _, m in rows]
+    q = [M.scores(m).get(quality) for _, m in rows]
+    d = [M.scores(m).get(difficulty) for _, m in rows]
     qv = [x for x in q if x is not None]
     dv = [x for x in d if x is not None]
     if not qv or not dv:
