@@ -90,7 +90,8 @@ def check_score_path(path: str, extra_keys: Iterable[str] = (), what: str = "key
         raise MetaKeyError(f"{what} {path!r} is not a score path; use scores.<key>, one of "
                            f"{[f'{SCORES}.{k}' for k in known]}")
     if name not in known:
-        raise MetaKeyError(f"{what} {path!r} names no score thresher writes{did_you_mean(name, known)}; "
+        raise MetaKeyError(f"{what} {path!r} names no score thresher writes"
+                           f"{did_you_mean(path, [f'{SCORES}.{k}' for k in known])}; "
                            f"known: {[f'{SCORES}.{k}' for k in known]} (a custom score_name goes in score_keys)")
     return path
 

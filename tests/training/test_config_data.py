@@ -55,11 +55,11 @@ def test_load_splits_from_manifest_dir_and_file(tmp_path):
 
 def test_curriculum_and_round_slices():
     recs = sft_records(8)[::-1]
-    order = curriculum_order(recs, "scores.difficulty", phases=2, seed=0)
-    first = {r.meta["scores"]["difficulty"] for r in order[:4]}
+    order = curriculum_order(recs, "scores.difficulty_heuristic", phases=2, seed=0)
+    first = {r.meta["scores"]["difficulty_heuristic"] for r in order[:4]}
     assert first == {0.0, 1.0, 2.0, 3.0}
-    s0, s1 = round_slice(recs, 2, 0, "scores.difficulty"), round_slice(recs, 2, 1, "scores.difficulty")
-    assert max(r.meta["scores"]["difficulty"] for r in s0) < min(r.meta["scores"]["difficulty"] for r in s1)
+    s0, s1 = round_slice(recs, 2, 0, "scores.difficulty_heuristic"), round_slice(recs, 2, 1, "scores.difficulty_heuristic")
+    assert max(r.meta["scores"]["difficulty_heuristic"] for r in s0) < min(r.meta["scores"]["difficulty_heuristic"] for r in s1)
 
 
 def test_cli_show_config_and_usage(capsys):

@@ -84,7 +84,7 @@ def test_sft_dpo_rounds(tiny_dir, tmp_path):
     dpo_f = write_jsonl(tmp_path / "dpo.jsonl", dpo_records(16))
     cfg = base_cfg(tiny_dir, tmp_path / "rounds", per_device_train_batch_size=4, resume=False,
                    num_train_epochs=3)
-    cfg["rounds"] = {"n": 2, "difficulty_key": "scores.difficulty",
+    cfg["rounds"] = {"n": 2, "difficulty_key": "scores.difficulty_heuristic",
                      "sft_datasets": [{"s": {"input_file_path": sft_f, "val_split": 0.125}}],
                      "dpo_datasets": [{"d": {"input_file_path": dpo_f, "val_split": 0.125}}],
                      "sft": {}, "dpo": {"learning_rate": 1e-3}}

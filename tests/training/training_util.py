@@ -59,7 +59,7 @@ def sft_records(n=8, source="tiny-sft", multi_turn=False):
             q2, a2 = QA[(i + 1) % len(QA)]
             msgs = [{"role": "system", "content": "你是一个助手。"}] + msgs + [
                 {"role": "user", "content": q2}, {"role": "assistant", "content": a2}]
-        recs.append(make_record("sft", source, messages=msgs, meta={"scores": {"difficulty": float(i)}}))
+        recs.append(make_record("sft", source, messages=msgs, meta={"scores": {"difficulty_heuristic": float(i)}}))
     return recs
 
 
@@ -70,7 +70,7 @@ def dpo_records(n=8, source="tiny-dpo"):
         q, a = QA[i % len(QA)]
         _, bad = QA[(i + 3) % len(QA)]
         recs.append(make_record("dpo", source, messages=[{"role": "user", "content": q}], chosen=a, rejected=bad,
-                                meta={"scores": {"difficulty": float(i)}}))
+                                meta={"scores": {"difficulty_heuristic": float(i)}}))
     return recs
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from thresher.training.config import build_config, parse_overrides
+from thresher.training.config import TrainConfigError, build_config, parse_overrides
 
 COMMANDS = ("sft", "dpo", "rounds", "extend-vocab", "show-config", "init-tiny", "preview")
 
@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.add_argument("--dpo", action="store_true", help="preview preference pairs (prompt + chosen)")
     args, extra = p.parse_known_args(rest)
-    cfg = build_config(args.configs, parse_overrides(extra), args.config_dir)
+    try:
+        cfg = build_config(args.configs, parse_overrides(extra), args.config_dir)
+    except (TrainConfigError, KeyError, ValueError) as e:
+        print(f"thresher train {cmd}: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
     if cmd == "preview":
         from thresher.training.preview import format_text, preview
         rep = preview(cfg, args.n, "dpo" if args.dpo else "sft")

@@ -2,7 +2,9 @@
 
 ``datasets`` in a training config is a list whose items are either a name or a
 one-key mapping ``name: {val_split, max_val_set, max_train_set, fraction,
-input_file_path, lang}``.  A name resolves, in order, to ``input_file_path``, an
+input_file_path, lang}`` (``lang``: a language code or list, matched against
+the top-1 language of ``signals.lang.label``, or language_filter's prediction for an
+unlabelled record).  A name resolves, in order, to ``input_file_path``, an
 entry of the config's ``dataset_paths`` registry, or the name itself as a path
 (relative to ``data_dir``).  A path may be a tier ``manifest.json``, a directory
 holding one (or just shards), or a single file in any format the readers know.
@@ -20,6 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from thresher import meta as M
 from thresher.records import Record
 
 log = logging.getLogger("thresher.training.data")
@@ -35,7 +38,7 @@ class DatasetSpec:
     max_train_set: int | None = None
     fraction: float = 1.0
     input_file_path: str | None = None
-    lang: str | None = None
+    lang: str | list | None = None
     mapping: dict | None = None
 
 
@@ -88,13 +91,47 @@ def _rng(seed: int, name: str) -> random.Random:
 
 
 def get_meta_value(rec: Record, key: str, default=None):
-    """Dotted lookup inside ``rec.meta``, e.g. ``scores.difficulty``."""
-    node = rec.meta
-    for p in key.split("."):
-        if not isinstance(node, dict) or p not in node:
-            return default
-        node = node[p]
-    return node
+    """Dotted lookup inside ``rec.meta``, e.g. ``scores.difficulty_heuristic`` (thresher.meta.get_path)."""
+    return M.get_path(rec.meta, key, default)
+
+
+class _LangDetector:
+    """language_filter's own predictor, for records no language_filter labelled (raw files,
+    or kinds the recipe did not run it on): ``lang:`` then means the same thing for both."""
+
+    def __init__(self):
+        self._f = None
+
+    def __call__(self, rec: Record) -> str | None:
+        if self._f is None:
+            from thresher.cleaning.langid import LanguageFilter
+            self._f = LanguageFilter(languages=["zh", "en"])
+            self._f.setup(None)
+        text = rec.full_text() if rec.kind == "text" else "\n".join(t for _, t in rec.segments())
+        lang = self._f.predict(text)[0][0]
+        return None if lang == "und" else lang
+
+
+def record_language(rec: Record, detect: _LangDetector | None = None) -> tuple[str | None, bool]:
+    """(top-1 language, whether it was detected here): the run's ``signals.lang.label`` when
+    the record carries one, else language_filter's predictor."""
+    if M.language(rec.meta) is not None:
+        return M.primary_language(rec.meta), False
+    return (detect or _LangDetector())(rec), True
+
+
+def check_key_present(recs: list[Record], key: str, what: str) -> int:
+    """How many of ``recs`` carry ``key``; none at all is an error (ordering by nothing would
+    silently train every round/phase on the same difficulty), some missing a warning."""
+    have = sum(get_meta_value(r, key) is not None for r in recs)
+    if recs and not have:
+        present = sorted({k for r in recs for k in M.scores(r.meta)})
+        raise ValueError(f"{what} {key!r}: none of the {len(recs)} records carries it; the records' scores are "
+                         f"{[f'{M.SCORES}.{k}' for k in present]} (score the data with the scorer that writes "
+                         f"{key!r}, or set {what} to one of these)")
+    if have < len(recs):
+        log.warning("%s %r: %d of %d records lack it and sort as the easiest", what, key, len(recs) - have, len(recs))
+    return have
 
 
 def load_splits(cfg: dict, kind: str, datasets_key: str = "datasets") -> DataSplits:
@@ -110,9 +147,15 @@ def load_splits(cfg: dict, kind: str, datasets_key: str = "datasets") -> DataSpl
         n_read = len(recs)
         wrong_kind = sum(r.kind != kind for r in recs)
         recs = [r for r in recs if r.kind == kind and not r.is_rejected]
-        n_lang = 0
+        n_lang = n_detected = 0
         if spec.lang:
-            keep = [r for r in recs if r.meta.get("lang") in (None, spec.lang)]
+            want = {spec.lang} if isinstance(spec.lang, str) else set(spec.lang)
+            detect, keep = _LangDetector(), []
+            for r in recs:
+                lang, detected = record_language(r, detect)
+                n_detected += detected
+                if lang in want:
+                    keep.append(r)
             n_lang = len(recs) - len(keep)
             recs = keep
         rng = _rng(seed, spec.name)
@@ -129,7 +172,7 @@ def load_splits(cfg: dict, kind: str, datasets_key: str = "datasets") -> DataSpl
         if val:
             out.val[spec.name] = val
         out.counts[spec.name] = {"path": path, "read": n_read, "wrong_kind": wrong_kind, "lang_filtered": n_lang,
-                                 "train": len(train), "val": len(val)}
+                                 "lang_detected": n_detected, "train": len(train), "val": len(val)}
         log.info("dataset %s (%s): read %d, wrong kind %d, lang-filtered %d -> train %d, val %d",
                  spec.name, path, n_read, wrong_kind, n_lang, len(train), len(val))
     _rng(seed, "__mix__").shuffle(out.train)
@@ -144,6 +187,7 @@ def curriculum_order(recs: list[Record], key: str, phases: int, seed: int, desce
     Shuffling inside a phase keeps batches diverse while the phases still go from
     easy to hard; records without the score get ``missing``.
     """
+    check_key_present(recs, key, "curriculum.key")
     scored = sorted(recs, key=lambda r: float(get_meta_value(r, key, missing) or missing), reverse=descending)
     phases = max(1, int(phases))
     size = -(-len(scored) // phases) if scored else 0
@@ -159,6 +203,7 @@ def round_slice(recs: list[Record], n_rounds: int, i: int, key: str | None = Non
                 descending: bool = False) -> list[Record]:
     """The ``i``-th of ``n_rounds`` slices; with a difficulty key, slices go easy -> hard."""
     if key:
+        check_key_present(recs, key, "rounds.difficulty_key")
         recs = sorted(recs, key=lambda r: float(get_meta_value(r, key, 0.0) or 0.0), reverse=descending)
     size = -(-len(recs) // n_rounds) if recs else 0
     return recs[i * size:(i + 1) * size]

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from thresher.training import distributed as D
-from thresher.training.config import deep_merge
+from thresher.training.config import deep_merge, resolve_config
 from thresher.training.data import load_splits, round_slice
 from thresher.training.runs import run
 
@@ -22,6 +22,7 @@ log = logging.getLogger("thresher.training.rounds")
 
 
 def run_rounds(cfg: dict) -> dict:
+    resolve_config(cfg)   # rounds.difficulty_key must name a score; overlays are checked too
     rc = cfg.get("rounds") or {}
     n = int(rc.get("n", 1))
     key = rc.get("difficulty_key")

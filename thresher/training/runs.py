@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from thresher.training import distributed as D
-from thresher.training.config import normalize_deepspeed
+from thresher import meta as M
+from thresher.training.config import normalize_deepspeed, resolve_config
 from thresher.training.data import curriculum_order, load_splits
 from thresher.training.encode import Encoder
 from thresher.training.model import load_model, load_tokenizer, stop_token_ids
@@ -56,6 +57,7 @@ def run(cfg: dict, objective: str, train_records=None, val_records: dict | None 
     """Train one SFT or DPO stage; returns a summary (also written to output_dir/summary.json)."""
     if objective not in ("sft", "dpo"):
         raise ValueError(objective)
+    resolve_config(cfg)   # a config built in code is checked and gets the dataclass defaults too
     normalize_deepspeed(cfg)
     D.setup(cfg)
     setup_logging(cfg.get("log_level", "INFO"))
@@ -73,7 +75,7 @@ def run(cfg: dict, objective: str, train_records=None, val_records: dict | None 
         counts = {"<given>": {"train": len(train_records)}}
     cur = cfg.get("curriculum") or {}
     if cur.get("enabled"):
-        train_records = curriculum_order(train_records, cur.get("key", "scores.difficulty"),
+        train_records = curriculum_order(train_records, cur.get("key") or M.DIFFICULTY_PATH,
                                          int(cur.get("phases", 3)), int(cfg.get("seed", 42)),
                                          descending=bool(cur.get("descending", False)))
 
@@ -148,7 +150,7 @@ def generate(model_dir: str, prompts: list, cfg: dict) -> list[dict]:
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     enc = make_encoder({**cfg, "max_length": 10 ** 9}, tok, template)
     stops = stop_token_ids(tok, template)
-    max_new = int(cfg.get("eval", {}).get("max_new_tokens", 64))
+    max_new = int(cfg["eval"]["max_new_tokens"])   # resolve_config filled the default
     res = []
     for p in prompts:
         msgs = [{"role": "user", "content": p}] if isinstance(p, str) else p
