@@ -311,14 +311,14 @@ def test_rerun_cleans_temp_files_and_restart_removes_everything_the_run_wrote(tm
 def test_disk_full_leaves_no_temp_file(tmp_path, monkeypatch):
     import errno
 
-    from thresher.io import writers
+    from thresher.io import atomic, writers
     from thresher.records import make_record
 
     def full_disk(path, data):
         with open(path, "wb") as f:
             f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(writers, "_write_synced", full_disk)
+    monkeypatch.setattr(atomic, "write_synced", full_disk)
     with pytest.raises(OSError):
         writers.atomic_write_json(str(tmp_path / "m.json"), {"a": 1})
     with pytest.raises(OSError):

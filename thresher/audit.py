@@ -128,15 +128,14 @@ def _row(kind: str, reason: str, rec: dict, value, threshold) -> dict:
 
 
 def write_tsv(path: str, rows: list[dict], totals: dict, text_chars: int = 600) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    from .io.atomic import atomic_open
+    with atomic_open(path, "w", encoding="utf-8") as f:
         for reason, n in sorted(totals.items()):
             f.write(f"# count\t{reason}\t{n}\n")
         f.write("\t".join(COLUMNS) + "\n")
         for r in rows:
             cells = {**r, "text": record_text(r["text"], text_chars) if isinstance(r["text"], dict) else r["text"]}
             f.write("\t".join(_cell(cells[c], text_chars + 200 if c == "text" else None) for c in COLUMNS) + "\n")
-    os.replace(tmp, path)
 
 
 def read_tsv(path: str) -> tuple[list[dict], dict]:

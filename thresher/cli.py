@@ -11,6 +11,8 @@ import sys
 import orjson
 import yaml
 
+from .io.atomic import is_temp
+
 # subcommands living in optional subpackages: imported only when used, so a
 # cleaning-only install never imports torch
 EXTERNAL_COMMANDS = {
@@ -104,8 +106,10 @@ def cmd_run_dir(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from .rundir import RunDir
     run_dir = args.run_dir
-    plan_path = os.path.join(run_dir, "state", "plan.json")
+    rd = RunDir(run_dir)
+    plan_path = rd.plan_file
     info, stale = _run_process(run_dir)
     if not os.path.exists(plan_path):
         print(f"{run_dir}: " + (f"running (pgid {info.pgid}), planning" if info else "no run here"))
@@ -115,20 +119,18 @@ def cmd_status(args) -> int:
     with open(plan_path, "rb") as f:
         plan = orjson.loads(f.read())
     n = len(plan["shards"])
-    done = os.path.exists(os.path.join(run_dir, "manifest.json"))
+    done = os.path.exists(rd.manifest)
     state = "running (pgid %d)" % info.pgid if info else "finished" if done else "stopped"
     print(f"run {plan['recipe']['name']} in {run_dir}: {state}")
     if stale:
         print(f"  stale run.pid: {stale}")
-    state = os.path.join(run_dir, "state")
-    for entry in sorted(os.listdir(state)):
-        p = os.path.join(state, entry)
-        if os.path.isdir(p):
-            print(f"  {entry}: {len(os.listdir(p))}/{n} shards done")
-        elif entry.startswith("global-"):
+    for entry in sorted(os.listdir(rd.state)):
+        if os.path.isdir(os.path.join(rd.state, entry)):
+            print(f"  {entry}: {len(rd.markers(entry))}/{n} shards done")
+        elif entry.startswith("global-") and not is_temp(entry):
             print(f"  {entry[:-5]}: reduced")
-    if done and os.path.exists(os.path.join(run_dir, "summary.txt")):
-        with open(os.path.join(run_dir, "summary.txt"), encoding="utf-8") as f:
+    if done and os.path.exists(rd.summary):
+        with open(rd.summary, encoding="utf-8") as f:
             print(f.read())
     return 0
 
@@ -136,7 +138,8 @@ def cmd_status(args) -> int:
 def _run_process(run_dir: str):
     """(PidInfo of the live run or None, why run.pid is stale or None)."""
     from .executor.pidfile import check, read_pidfile
-    info = read_pidfile(os.path.join(run_dir, "run.pid"))
+    from .rundir import RunDir
+    info = read_pidfile(RunDir(run_dir).pidfile)
     if info is None:
         return None, None
     if isinstance(info, str):
@@ -157,7 +160,8 @@ def cmd_stop(args) -> int:
     outcome = stop(info, args.grace)
     if outcome == "killed":
         print(f"  still alive after {args.grace:g}s: SIGKILL to process group {info.pgid}")
-    remove_if_same(os.path.join(args.run_dir, "run.pid"), info)
+    from .rundir import RunDir
+    remove_if_same(RunDir(args.run_dir).pidfile, info)
     print(f"stopped process group {info.pgid} ({outcome})")
     return 0
 

@@ -236,11 +236,10 @@ def write_demo_corpus(out_dir: str, seed: int = 7, n_docs: int = 3000) -> list[s
 def _write_jsonl(path: str, rows: list[dict], bad_lines: list[bytes] = ()) -> str:
     """Rows as JSON lines; ``bad_lines`` (malformed input) spread evenly between them."""
     at = {(k + 1) * len(rows) // (len(bad_lines) + 1): line for k, line in enumerate(bad_lines)}
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    from .io.atomic import atomic_open
+    with atomic_open(path) as f:
         for i, row in enumerate(rows):
             if i in at:
                 f.write(at[i])
             f.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
-    os.replace(tmp, path)
     return path

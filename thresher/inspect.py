@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import glob
 import os
 from collections import Counter
 from typing import Iterator
@@ -10,14 +9,12 @@ from typing import Iterator
 import orjson
 
 from .io.readers import _open_stream, split_compression
+from .rundir import SINKS, RunDir  # noqa: F401 - SINKS: re-exported
 
-SINKS = ("kept", "rejected", "quarantine")
 
 
 def _sink_files(run_dir: str, sink: str) -> list[str]:
-    files = glob.glob(os.path.join(run_dir, sink, "**", "shard-*"), recursive=True)
-    files += glob.glob(os.path.join(run_dir, sink, "seg-*"))
-    return sorted(f for f in set(files) if ".tmp-" not in f)
+    return RunDir(run_dir).sink_files(sink)
 
 
 def iter_sink(run_dir: str, sink: str) -> Iterator[dict]:

@@ -29,6 +29,7 @@ import os
 import numpy as np
 import orjson
 
+from ..io.atomic import atomic_open, atomic_write_bytes
 from ..pipeline import GlobalStage, StageContext
 from ..records import Record
 from .keys import check_params, keeper_order, key_text, record_table
@@ -40,31 +41,21 @@ INDEX_FLAG = np.int64(1 << 62)
 
 # --- atomic artifact writing ------------------------------------------------------
 def atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def save_npy(path: str, arr: np.ndarray) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 def save_npz(path: str, **arrays) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def save_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def load_json(path: str):

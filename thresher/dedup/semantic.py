@@ -122,10 +122,8 @@ def _texts_path(prefix: str) -> str:
 
 def _write_texts(prefix: str, texts: list[str]) -> None:
     import zstandard
-    tmp = f"{_texts_path(prefix)}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(zstandard.ZstdCompressor(level=3).compress(orjson.dumps(texts)))
-    os.replace(tmp, _texts_path(prefix))
+    from ..io.atomic import atomic_write_bytes
+    atomic_write_bytes(_texts_path(prefix), zstandard.ZstdCompressor(level=3).compress(orjson.dumps(texts)))
 
 
 def _read_texts(prefix: str) -> list[str]:

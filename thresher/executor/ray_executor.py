@@ -242,7 +242,7 @@ class RayExecutor:
     def map_shards(self, plan: Plan, seg: int, shards: list[int], progress) -> list[dict]:
         results, todo = [], []
         for s in shards:
-            if os.path.exists(plan.marker(f"seg-{seg}", s)):  # checkpointed: read it here, no task needed
+            if os.path.exists(plan.rundir.map_marker(seg, s)):  # checkpointed: read it here, no task needed
                 results.append(self._track(run_map_task(plan, seg, s), progress))
             else:
                 todo.append(s)

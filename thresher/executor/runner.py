@@ -10,10 +10,13 @@ from collections import Counter
 
 import orjson
 
+from ..io import fs
+from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..io.readers import plan_shards
-from ..io.writers import atomic_write_bytes, atomic_write_json, write_manifest
+from ..io.writers import write_manifest
 from ..log import get_logger
 from ..pipeline import ConfigError
+from ..rundir import FILES as RUN_FILES, OUTPUTS as RUN_OUTPUTS, RunDir  # noqa: F401 - RUN_*: old names
 from .pidfile import remove_if_same, write_pidfile
 from .progress import Progress
 from .tasks import Plan
@@ -26,8 +29,8 @@ class RunLocked(RuntimeError):
 class RunLock:
     """An flock on ``<run>/.lock``: a second run on the same output is refused."""
 
-    def __init__(self, run_dir: str):
-        self.path = os.path.join(run_dir, ".lock")
+    def __init__(self, run_dir: str | RunDir):
+        self.path = (run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)).lock
         self.fh = None
 
     def __enter__(self):
@@ -65,12 +68,12 @@ def plan_inputs(recipe: dict) -> list:
     """Shards of every input; record origins are relative to the inputs' common root,
     and a file listed by two entries is read once (by the first)."""
     from ..io.readers import _glob_root
-    roots = [os.path.abspath(_glob_root(inp["path"])) for inp in recipe["inputs"]]
-    root = os.path.commonpath(roots) if roots else "."
+    root = fs.commonroot([_glob_root(inp["path"]) for inp in recipe["inputs"]])
     shards, owner = [], {}
     for k, inp in enumerate(recipe["inputs"]):
         for spec in plan_shards(inp, recipe["executor"]["shard_bytes"], root=root):
-            if owner.setdefault(os.path.realpath(spec.path), k) == k:
+            key = spec.path if fs.is_remote(spec.path) else os.path.realpath(spec.path)
+            if owner.setdefault(key, k) == k:
                 shards.append(spec)
     return shards
 
@@ -86,16 +89,16 @@ def input_fingerprints(shards: list) -> dict:
 
 def file_fingerprint(path: str, sample: int = 256 << 10) -> dict:
     try:
-        st = os.stat(path)
+        size, mtime_ns = fs.stat(path)
     except OSError:
         return {"missing": True}
-    h = hashlib.blake2b(str(st.st_size).encode(), digest_size=12)
-    with open(path, "rb") as f:
+    h = hashlib.blake2b(str(size).encode(), digest_size=12)
+    with fs.open_file(path, "rb") as f:
         h.update(f.read(sample))
-        if st.st_size > 2 * sample:
-            f.seek(st.st_size - sample)
+        if size > 2 * sample:
+            f.seek(size - sample)
         h.update(f.read(sample))
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": h.hexdigest()}
+    return {"size": size, "mtime_ns": mtime_ns, "hash": h.hexdigest()}
 
 
 def code_fingerprint(recipe: dict) -> dict:
@@ -137,7 +140,7 @@ def prepare_plan(recipe: dict, accept_changed: bool = False) -> Plan:
     """Shard the inputs, or reload the stored plan of an interrupted run.  A resume
     against changed inputs or changed code is refused unless ``accept_changed``."""
     run_dir = recipe["output"]["dir"]
-    stored = os.path.join(run_dir, "state", "plan.json")
+    stored = RunDir.of(recipe).plan_file
     code = code_fingerprint(recipe)
     if not os.path.exists(stored):
         shards = plan_inputs(recipe)
@@ -191,51 +194,39 @@ def _store_plan(path: str, plan: Plan, inputs: dict, code: dict) -> None:
                              "recipe": plan.recipe, "shards": plan.shards, "inputs": inputs, "code": code})
 
 
-# everything a run (and its global stages) writes into its run dir; --restart removes it
-RUN_OUTPUTS = ("state", "work", "kept", "rejected", "quarantine", "stats", "selections", "report")
-RUN_FILES = ("manifest.json", "summary.txt", "stats.json", "tiers.json")
-
-
-def discard_run(run_dir: str) -> None:
+def discard_run(run_dir: str | RunDir) -> None:
     """Remove what a run wrote (only thresher's own entries of the run dir)."""
-    for sub in RUN_OUTPUTS:
-        shutil.rmtree(os.path.join(run_dir, sub), ignore_errors=True)
-    for f in RUN_FILES:
-        if os.path.exists(os.path.join(run_dir, f)):
-            os.remove(os.path.join(run_dir, f))
+    (run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)).discard()
 
 
-def clean_temp_files(run_dir: str) -> int:
-    """Remove ``*.tmp-<host>-<pid>`` files a killed run left (we hold the run's lock, so
+def clean_temp_files(run_dir: str | RunDir) -> int:
+    """Remove the atomic-write temp files a killed run left (we hold the run's lock, so
     no live writer owns them)."""
-    n = 0
-    tops = [os.path.join(run_dir, d) for d in RUN_OUTPUTS]
-    for top in [run_dir] + [t for t in tops if os.path.isdir(t)]:
-        walker = os.walk(top) if top != run_dir else [(run_dir, [], os.listdir(run_dir))]
-        for dp, _, files in walker:
-            for f in files:
-                if ".tmp-" in f:
-                    os.remove(os.path.join(dp, f))
-                    n += 1
-    return n
+    return (run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)).clean_temp_files()
 
 
 def run_recipe(recipe: dict, executor=None, restart: bool = False, accept_changed: bool = False,
                pidfile: str | None = None, run_token: str | None = None) -> dict:
     """Run (or resume) a recipe.  ``pidfile`` is written only once the run's lock is
     held, so a refused second start never touches the live run's file."""
-    run_dir = recipe["output"]["dir"]
-    os.makedirs(run_dir, exist_ok=True)
+    rd = RunDir.of(recipe)
+    os.makedirs(rd.root, exist_ok=True)
     log = get_logger()
-    with RunLock(run_dir):
+    if rd.remote:
+        log.info("output %s: the run works in %s and uploads its results when it finishes", rd.output, rd.root)
+    with RunLock(rd):
         owned = write_pidfile(pidfile, run_token or os.urandom(8).hex()) if pidfile else None
         try:
             if restart:
-                discard_run(run_dir)
-            removed = clean_temp_files(run_dir)
+                rd.discard()
+            removed = rd.clean_temp_files()
             if removed:
                 log.info("removed %d temp file(s) left by an interrupted run", removed)
-            return _run_locked(recipe, executor, accept_changed, log)
+            stats = _run_locked(recipe, executor, accept_changed, log)
+            sent = rd.publish()
+            if sent:
+                log.info("uploaded %s to %s", ", ".join(sent), rd.output)
+            return stats
         finally:
             if owned is not None:
                 remove_if_same(pidfile, owned)
@@ -254,7 +245,7 @@ def _run_locked(recipe: dict, executor, accept_changed: bool, log) -> dict:
     try:
         for seg in plan.segments:
             if seg.apply_global is not None:
-                log.info("reduce %s", plan.global_dir(seg.apply_global).rsplit("/", 1)[-1])
+                log.info("reduce %s", os.path.basename(plan.global_dir(seg.apply_global)))
                 reduces[seg.apply_global] = executor.reduce(plan, seg.apply_global)
             expected = sum(r["kept"] for r in seg_results[-1]) if seg_results else None
             progress.start_segment(f"segment {seg.index + 1}/{len(plan.segments)}", 0, expected)
@@ -280,12 +271,12 @@ def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: 
     outs = lambda segs, sink: [{**o, "path": plan.path(o["path"])}  # noqa: E731
                                for seg in segs for r in seg for o in r["outputs"][sink]]
     kept_entries = outs([last], "kept")
-    sinks["kept"] = write_manifest(plan.path("kept"), kept_entries)
+    sinks["kept"] = write_manifest(plan.rundir.kept, kept_entries)
     for group in sorted({o["group"] for o in kept_entries if "group" in o}):
-        write_manifest(plan.path("kept", group), [o for o in kept_entries if o.get("group") == group],
+        write_manifest(plan.rundir.sink("kept", group), [o for o in kept_entries if o.get("group") == group],
                        {"group_by": recipe["output"]["split_by"], "group": group})
-    sinks["rejected"] = write_manifest(plan.path("rejected"), outs(seg_results, "rejected"))
-    sinks["quarantine"] = write_manifest(plan.path("quarantine"), outs(seg_results, "quarantine"))
+    sinks["rejected"] = write_manifest(plan.rundir.sink("rejected"), outs(seg_results, "rejected"))
+    sinks["quarantine"] = write_manifest(plan.rundir.sink("quarantine"), outs(seg_results, "quarantine"))
     stage_stats = _merge_stage_stats(seg_results, stage_order(recipe))
     manifest = {"name": recipe["name"], "fingerprint": plan.fingerprint(), "counts": totals,
                 "conserved": conserved, "bytes_conserved": bytes_ok, "inputs": inputs,
@@ -293,18 +284,18 @@ def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: 
                 "sinks": {k: {"records": v["records"], "bytes": v["bytes"],
                               "tokens_est": v["tokens_est"]} for k, v in sinks.items()},
                 "stages": stage_stats}
-    atomic_write_json(plan.path("manifest.json"), manifest)
+    atomic_write_json(plan.rundir.manifest, manifest)
     _finalize_global_stages(plan)
     _write_samples(plan, seg_results, recipe["output"]["rejected_samples"])
     stats = {**manifest, "seconds": round(seconds, 2), "records_per_s": round(totals["in"] / max(seconds, 1e-9), 1),
              "reduces": {str(k): v for k, v in reduces.items()},
              "shard_seconds": [[r["seconds"] for r in seg] for seg in seg_results]}
-    atomic_write_json(plan.path("stats.json"), stats)
-    atomic_write_bytes(plan.path("summary.txt"), render_summary(manifest).encode("utf-8"))
+    atomic_write_json(plan.rundir.stats_json, stats)
+    atomic_write_bytes(plan.rundir.summary, render_summary(manifest).encode("utf-8"))
     print(render_summary(manifest, seconds), flush=True)
     if not recipe["output"]["keep_work"]:
         for i in range(len(plan.segments) - 1):
-            shutil.rmtree(plan.path("work", f"seg-{i}"), ignore_errors=True)
+            shutil.rmtree(plan.rundir.segment_work(i), ignore_errors=True)
     if not conserved:
         raise RuntimeError(f"record conservation violated: {totals}; bytes conserved: {bytes_ok}")
     failing = [m for m in incomplete if m["on_missing"] == "fail"]
@@ -345,7 +336,7 @@ def input_accounts(plan: Plan, first: list[dict]) -> tuple[dict, list[dict]]:
 
 def _stored_inputs(plan: Plan) -> dict:
     try:
-        with open(plan.path("state", "plan.json"), "rb") as f:
+        with open(plan.rundir.plan_file, "rb") as f:
             return orjson.loads(f.read()).get("inputs", {})
     except (OSError, orjson.JSONDecodeError):
         return {}
@@ -361,8 +352,7 @@ def _changed_during_run(plan: Plan, planned: dict, files: dict) -> list[dict]:
             continue
         seen.add(spec.name)
         try:
-            st = os.stat(spec.path)
-            now = (st.st_size, st.st_mtime_ns)
+            now = fs.stat(spec.path)
         except OSError:
             now = None
         was = (planned[spec.name].get("size"), planned[spec.name].get("mtime_ns"))
@@ -418,7 +408,7 @@ def _write_samples(plan: Plan, seg_results: list[list[dict]], per_reason: int) -
                     bucket = samples.setdefault(reason, [])
                     if len(bucket) < per_reason:
                         bucket.append(line)
-    atomic_write_bytes(plan.path("stats", "rejected_samples.jsonl"),
+    atomic_write_bytes(plan.rundir.rejected_samples,
                        b"".join(line for k in sorted(samples) for line in samples[k]))
 
 

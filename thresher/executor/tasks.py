@@ -22,9 +22,11 @@ import orjson
 
 from ..config import build_stages
 from ..io.readers import Quarantined, ShardAccount, ShardSpec, read_own_shard, read_shard
-from ..io.writers import EXT, ShardWriter, atomic_write_bytes, atomic_write_json
+from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..io.writers import ShardWriter
 from ..pipeline import GlobalStage, Stage, StageContext
 from ..records import Record
+from ..rundir import RunDir
 
 SAMPLES_PER_REASON_PER_SHARD = 3
 
@@ -47,8 +49,16 @@ class Plan:
     run_token: str = field(default_factory=lambda: os.urandom(8).hex())
 
     @property
+    def rundir(self) -> RunDir:
+        """Every path of the run (for a remote output: its local work dir)."""
+        rd = self.__dict__.get("_rundir")
+        if rd is None or rd.output != self.recipe["output"]["dir"]:
+            rd = self.__dict__["_rundir"] = RunDir.of(self.recipe)
+        return rd
+
+    @property
     def run_dir(self) -> str:
-        return self.recipe["output"]["dir"]
+        return self.rundir.root
 
     @classmethod
     def build(cls, recipe: dict, shards: list[ShardSpec]) -> "Plan":
@@ -81,35 +91,34 @@ class Plan:
 
     # paths ---------------------------------------------------------------
     def path(self, *parts: str) -> str:
-        return os.path.join(self.run_dir, *parts)
+        return self.rundir.path(*parts)
 
     def rel(self, path: str) -> str:
         """``path`` relative to the run dir (what markers store, so a run dir can move)."""
-        return os.path.relpath(path, self.run_dir)
+        return self.rundir.rel(path)
 
     def marker(self, step: str, shard: int | None = None) -> str:
-        name = f"{step}.json" if shard is None else os.path.join(step, f"shard-{shard:05d}.json")
-        return self.path("state", name)
+        return self.rundir.marker(step, shard)
 
     def kept_shard(self, seg: int, shard: int, group: str | None = None) -> str:
-        fmt = self.recipe["output"]["format"]
         if seg == len(self.segments) - 1:
-            parts = ("kept",) + ((group,) if group else ())
-            return self.path(*parts, f"shard-{shard:05d}{EXT[fmt]}")
-        return self.path("work", f"seg-{seg}", f"shard-{shard:05d}.jsonl.zst")
+            return self.rundir.kept_shard(shard, self.recipe["output"]["format"], group)
+        return self.rundir.work_shard(seg, shard)
 
     def samples_file(self, seg: int, shard: int) -> str:
-        return self.path("stats", "samples", f"seg-{seg}-shard-{shard:05d}.jsonl")
+        return self.rundir.samples_file(seg, shard)
+
+    def stage_name(self, stage_index: int) -> str:
+        entry = self.recipe["stages"][stage_index]
+        return entry if isinstance(entry, str) else next(iter(entry))
 
     def global_dir(self, stage_index: int) -> str:
-        entry = self.recipe["stages"][stage_index]
-        name = entry if isinstance(entry, str) else next(iter(entry))
-        return self.path("work", f"global-{stage_index:02d}-{name}")
+        return self.rundir.global_dir(stage_index, self.stage_name(stage_index))
 
     def stage_context(self, stage_index: int, shard: int = -1, workers: int = 1) -> StageContext:
-        gdir = self.global_dir(stage_index)
-        return StageContext(run_dir=self.run_dir, artifact_dir=os.path.join(gdir, "artifacts"),
-                            state_dir=os.path.join(gdir, "state"), shard_index=shard,
+        name, rd = self.stage_name(stage_index), self.rundir
+        return StageContext(run_dir=rd.root, artifact_dir=rd.artifacts(stage_index, name),
+                            state_dir=rd.global_state(stage_index, name), shard_index=shard,
                             num_shards=len(self.shards), workers=workers, recipe=self.recipe)
 
 
@@ -224,7 +233,7 @@ def _one_by_one(st: Stage, batch: list[Record], guard) -> tuple[list[Record], li
 
 def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
     """Process one shard through one segment; returns (and checkpoints) its stats."""
-    marker = plan.marker(f"seg-{seg_index}", shard)
+    marker = plan.rundir.map_marker(seg_index, shard)
     if os.path.exists(marker):
         with open(marker, "rb") as f:
             return {**orjson.loads(f.read()), "resumed": True}
@@ -241,11 +250,8 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
     n_in = n_rejected = 0
     out_fmt = plan.recipe["output"]["format"]
     rej_fmt = "jsonl.zst" if out_fmt == "jsonl.zst" else out_fmt
-    rej_rel = os.path.join("rejected", f"seg-{seg_index}-shard-{shard:05d}{EXT[rej_fmt]}")
-    # raw input (segment 0) always has a quarantine shard; later segments only when a
-    # stage raised on a record
-    q_rel = os.path.join("quarantine", f"shard-{shard:05d}.jsonl.zst" if seg_index == 0
-                         else f"seg-{seg_index}-shard-{shard:05d}.jsonl.zst")
+    rej_rel = plan.rundir.rejected_rel(seg_index, shard, rej_fmt)
+    q_rel = plan.rundir.quarantine_rel(seg_index, shard)  # always for raw input, else on stage errors
     account = ShardAccount(ShardSpec.from_dict(plan.shards[shard]).name if seg_index == 0 else "")
     with ShardWriter(plan.path(rej_rel), rej_fmt) as rej_w, \
             ShardWriter(plan.path(q_rel), "jsonl.zst", skip_empty=seg_index > 0) as q_w:
@@ -341,7 +347,7 @@ def _write_kept(plan: Plan, seg_index: int, shard: int, kept: list[Record]) -> l
 
 
 def run_reduce_task(plan: Plan, stage_index: int, workers: int = 1, parallel_map=None) -> dict:
-    marker = plan.marker(f"global-{stage_index:02d}")
+    marker = plan.rundir.reduce_marker(stage_index)
     if os.path.exists(marker):
         with open(marker, "rb") as f:
             return orjson.loads(f.read())

@@ -28,6 +28,8 @@ from typing import Iterator
 import orjson
 
 from ..records import Record, check_record
+from . import fs
+from .atomic import is_temp
 from .formats import FormatError, convert
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
@@ -140,13 +142,35 @@ def split_compression(path: str) -> tuple[str, str | None]:
 
 def _glob_root(pattern: str) -> str:
     """The folder a pattern's relative paths start from: the part before any wildcard."""
+    if fs.is_remote(pattern):
+        head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        if head == pattern and fs.isdir(pattern):
+            return pattern.rstrip("/")
+        return head.rsplit("/", 1)[0] if "/" in head.split("://", 1)[1] else head
     if os.path.isdir(pattern):
         return pattern
     head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
     return os.path.dirname(head) if head else "."
 
 
+def _expand_remote(pattern: str) -> list[str]:
+    """Files of an fsspec URL: a folder (recursively, data extensions only), a glob, or one file."""
+    if fs.isdir(pattern):
+        files = [f for f in fs.walk_files(pattern) if split_compression(f)[0].lower().endswith(DATA_EXTS)]
+    elif any(c in pattern.split("://", 1)[1] for c in "*?["):
+        files = fs.glob(pattern)
+    else:
+        files = [pattern] if fs.isfile(pattern) else []
+    files = sorted(set(f for f in files if os.path.basename(f) != "manifest.json" and not is_temp(f)))
+    if not files:
+        raise FileNotFoundError(f"input {pattern!r} matches no file")
+    return files
+
+
 def expand_paths(pattern: str) -> list[str]:
+    if fs.is_remote(pattern):
+        return _expand_remote(pattern)
+    pattern = fs.local(pattern)
     if os.path.isdir(pattern):
         # os.walk does not follow symlinked folders, so a symlink loop is read once
         files = [os.path.join(dp, f) for dp, _, fs in os.walk(pattern) for f in fs]
@@ -155,7 +179,7 @@ def expand_paths(pattern: str) -> list[str]:
         files = glob.glob(pattern, recursive=True) if any(c in pattern for c in "*?[") else [pattern]
     # a thresher output folder read back: skip its manifests and in-flight temp files
     files = sorted(f for f in files if os.path.isfile(f) and os.path.basename(f) != "manifest.json"
-                   and ".tmp-" not in os.path.basename(f))
+                   and not is_temp(f))
     files = _unique_files(files)
     if not files:
         raise FileNotFoundError(f"input {pattern!r} matches no file")
@@ -211,13 +235,12 @@ def _file_shards(path: str, inp: dict, mapping: str, root: str, shard_bytes: int
     source = inp.get("name") or display_path(source_name(path))
     common = dict(path=path, source=source, fmt=fmt, compression=comp,
                   text_unit=inp.get("text_unit", "line"), encoding=inp.get("encoding", "auto"),
-                  mapping=mapping, rel=display_path(os.path.relpath(path, root)),
-                  size=os.path.getsize(path), on_missing=inp.get("on_missing_input", "fail"))
+                  mapping=mapping, rel=display_path(fs.relpath(path, root) if root else path),
+                  size=fs.size(path), on_missing=inp.get("on_missing_input", "fail"))
     size = common["size"]
     if fmt == "parquet":
         try:
-            import pyarrow.parquet as pq
-            meta = pq.ParquetFile(path).metadata
+            meta = _parquet_file(path).metadata
             groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         except Exception:  # corrupt or empty: one shard that reports the file as unreadable
             return [ShardSpec(start=0, end=-1, rows=-1, **common)]
@@ -234,11 +257,29 @@ def source_name(path: str) -> str:
 
 
 def _open_stream(path: str, compression: str | None):
+    if fs.is_remote(path):
+        return _open_remote_stream(path, compression)
     if compression == "gzip":
         return gzip.open(path, "rb")
     if compression == "zstd":
         return io.BufferedReader(_ZstdStream(open(path, "rb")), 1 << 16)
     return open(path, "rb")
+
+
+def _open_remote_stream(path: str, compression: str | None):
+    fh = fs.open_file(path, "rb")
+    if compression == "gzip":
+        g = gzip.GzipFile(fileobj=fh, mode="rb")
+        g.myfileobj = fh  # closed with the gzip stream
+        return g
+    if compression == "zstd":
+        return io.BufferedReader(_ZstdStream(fh), 1 << 16)
+    return fh
+
+
+def _parquet_file(path: str):
+    import pyarrow.parquet as pq
+    return pq.ParquetFile(fs.open_file(path, "rb") if fs.is_remote(path) else path)
 
 
 class _ZstdStream(io.RawIOBase):
@@ -377,7 +418,7 @@ def _planned_end(spec: ShardSpec) -> int:
     if spec.size >= 0:
         return spec.size
     try:
-        return os.path.getsize(spec.path)
+        return fs.size(spec.path)
     except OSError:
         return 0
 
@@ -397,7 +438,7 @@ def _iter_lines(spec: ShardSpec) -> Iterator[tuple[int, bytes]]:
                 yield pos, line
                 pos += len(line)
         return
-    with open(spec.path, "rb") as f:
+    with fs.open_file(spec.path, "rb") as f:
         if spec.start > 0:
             f.seek(spec.start - 1)
             f.readline()  # finish the line that started in the previous shard
@@ -444,7 +485,7 @@ def _check_extent(spec: ShardSpec, account: ShardAccount, pos: int) -> Iterator[
     """The file must still be as planned: a shorter file leaves a gap (reported as a
     remainder), a longer one bytes nobody reads (reported as incomplete)."""
     try:
-        size_now = os.path.getsize(spec.path)
+        size_now = fs.size(spec.path)
     except OSError:
         size_now = 0
     planned = _planned_end(spec)
@@ -614,7 +655,7 @@ _NON_WS = re.compile(rb"[^ \t\r\n]")
 def _array_buffer(spec: ShardSpec, account: ShardAccount):
     """An uncompressed array is memory-mapped (elements are parsed one at a time, so a
     multi-GB array never sits in memory twice); a compressed one is read whole."""
-    if spec.compression is None:
+    if spec.compression is None and not fs.is_remote(spec.path):
         try:
             with open(spec.path, "rb") as f:
                 if os.fstat(f.fileno()).st_size:
@@ -686,11 +727,10 @@ def _array_element(spec: ShardSpec, buf, s: int, e: int, index: int, mapping: di
 
 def _read_parquet(spec: ShardSpec, account: ShardAccount) -> Iterator[Record | Quarantined]:
     try:
-        import pyarrow.parquet as pq
         if spec.rows < 0:
-            pq.ParquetFile(spec.path)  # raises what made planning fail
+            _parquet_file(spec.path)  # raises what made planning fail
             raise ValueError("Parquet metadata unreadable at planning time")
-        rows = pq.ParquetFile(spec.path).read_row_group(spec.start).to_pylist() if spec.rows else []
+        rows = _parquet_file(spec.path).read_row_group(spec.start).to_pylist() if spec.rows else []
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for a bad file
         yield _remainder(spec, account, spec.start, max(spec.rows, 0) or -1,
                          f"Parquet row group {spec.start} unreadable: {type(e).__name__}: {e}")
@@ -719,11 +759,11 @@ def iter_records(path: str, source: str | None = None, mapping: dict | None = No
     by thresher itself come back as the records that were written.
     """
     if os.path.basename(path) == "manifest.json":
-        with open(path, "rb") as f:
+        with fs.open_file(path, "rb") as f:
             man = orjson.loads(f.read())
-        base = os.path.dirname(path)
+        base = path.rsplit("/", 1)[0] if fs.is_remote(path) else os.path.dirname(path)
         for entry in man.get("files", []):
-            yield from iter_records(os.path.join(base, entry["path"]), source, mapping)
+            yield from iter_records(fs.join(base, entry["path"]), source, mapping)
         return
     inp = {"path": path, "name": source, "mapping": mapping or None}
     for spec in plan_shards(inp, shard_bytes):

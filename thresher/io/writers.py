@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from typing import Iterable
 
 import orjson
 
 from ..records import Record
+# the atomic-write helpers live in .atomic; re-exported here for existing callers
+from . import atomic
+from .atomic import atomic_write_bytes, atomic_write_json, publish, remove_quietly, tmp_name  # noqa: F401
 
 EXT = {"jsonl": ".jsonl", "jsonl.zst": ".jsonl.zst", "parquet": ".parquet"}
 
@@ -29,42 +31,6 @@ def estimate_tokens(text: str) -> int:
     n_chars = len(text)
     wide = (len(text.encode("utf-8", "surrogatepass")) - n_chars) // 2
     return int(wide * 0.7 + (n_chars - wide) / 4) + 1
-
-
-def tmp_name(path: str) -> str:
-    """A temp name beside ``path`` that no other process, on any node of a shared
-    filesystem, uses at the same time."""
-    return f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = tmp_name(path)
-    try:
-        _write_synced(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:  # ENOSPC, a signal: leave no temp file behind
-        _remove_quietly(tmp)
-        raise
-
-
-def _write_synced(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-
-
-def atomic_write_json(path: str, obj) -> None:
-    atomic_write_bytes(path, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-                                          | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
 
 
 class ShardWriter:
@@ -106,15 +72,15 @@ class ShardWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            _remove_quietly(self.tmp)
+            remove_quietly(self.tmp)
             return
         if self.skip_empty and not self.records:
             return
         try:
             self._flush()
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path)
         except BaseException:  # a full disk while compressing/writing: no temp file left
-            _remove_quietly(self.tmp)
+            remove_quietly(self.tmp)
             raise
         self.written = True
 
@@ -128,7 +94,7 @@ class ShardWriter:
         if self.fmt == "jsonl.zst":
             import zstandard
             data = zstandard.ZstdCompressor(level=3).compress(data)
-        _write_synced(self.tmp, data)
+        atomic.write_synced(self.tmp, data)
 
 
 def parquet_schema():

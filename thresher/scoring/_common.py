@@ -1,7 +1,6 @@
 """Helpers shared by the scorers: where scores live in a record, and jieba loading."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ..records import Record
@@ -47,11 +46,8 @@ def jieba_mod():
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    from ..io.atomic import atomic_write_bytes as write
+    write(path, data)
 
 
 def blas_threads(n: int = 1):

@@ -235,9 +235,9 @@ class TfidfSvdEmbedder(Embedder):
         import joblib
         super().save(path)
         if self.svd is not None:
-            tmp = os.path.join(path, "tfidf_svd.joblib.tmp")
-            joblib.dump({"vectorizer": self.vectorizer, "svd": self.svd}, tmp)
-            os.replace(tmp, os.path.join(path, "tfidf_svd.joblib"))
+            from ..io.atomic import atomic_target
+            with atomic_target(os.path.join(path, "tfidf_svd.joblib"), suffix=".joblib") as tmp:
+                joblib.dump({"vectorizer": self.vectorizer, "svd": self.svd}, tmp)
 
     def _load_state(self, path: str) -> None:
         import joblib
@@ -441,7 +441,5 @@ class _Cache:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    from ..io.atomic import atomic_write_bytes
+    atomic_write_bytes(path, data)

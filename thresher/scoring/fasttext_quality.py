@@ -56,8 +56,9 @@ def train(pos: list[str], neg: list[str], out_path: str, epoch: int = 10, lr: fl
         scores = [p_positive(model, prepare(t)) for _, t in test]
         metrics["roc_auc"] = roc_auc([lab == POS for lab, _ in test], scores)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    model.save_model(out_path + ".tmp")
-    os.replace(out_path + ".tmp", out_path)
+    from ..io.atomic import atomic_target
+    with atomic_target(out_path) as tmp:
+        model.save_model(tmp)
     meta = {"params": {"epoch": epoch, "lr": lr, "dim": dim, "word_ngrams": word_ngrams, "minn": minn, "maxn": maxn,
                        "seed": seed}, "metrics": metrics, "sha1": file_sha1(out_path)}
     with open(out_path + ".json", "w") as f:

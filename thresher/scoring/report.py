@@ -321,10 +321,8 @@ def build_report(run_dir: str, out_dir: str | None = None, sample: int = 2000, p
     images["dedup"] = [p] if p else []
     page = render_html(data, images, examples)
     index = os.path.join(out_dir, "index.html")
-    tmp = index + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, index)
+    from ..io.atomic import atomic_write_text
+    atomic_write_text(index, page)
     return {"html": index, "pngs": [p for v in images.values() for p in v], "sample": len(data.sample),
             "kept": data.n}
 

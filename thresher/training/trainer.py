@@ -555,9 +555,8 @@ def truncate_metrics(path: Path, step: int) -> int:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     keep = [l for l in lines if not l.strip() or json.loads(l).get("step", 0) <= step]
     if len(keep) != len(lines):
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(keep), encoding="utf-8")
-        os.replace(tmp, path)
+        from ..io.atomic import atomic_write_text
+        atomic_write_text(str(path), "".join(keep))
         log.info("metrics.jsonl: dropped %d lines after step %d", len(lines) - len(keep), step)
     return len(lines) - len(keep)
 
