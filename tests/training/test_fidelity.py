@@ -3,8 +3,10 @@
 Tokenizers: the tests' byte-level BPE, and a LLaMA-style SentencePiece model trained
 here (byte fallback, dummy prefix) loaded fast (tokenizers, offsets) and slow
 (SentencePiece processor, no offsets), legacy and non-legacy, with the templates'
-markers added as special tokens.  Conversations: the shipped samples, and 100+ real
-ones from ../shared/data when present.
+markers added as special tokens.  Conversations: the shipped samples plus multi-turn
+conversations composed from them (100+, always run), and 100+ real ones from
+../shared/data when present.  Set THRESHER_FIDELITY_REPORT=<file> to get the counts per
+template x tokenizer as JSON lines.
 """
 import itertools
 import json
@@ -30,6 +32,32 @@ REAL = [("llamafactory-demo/alpaca_zh_demo.json", 30), ("llamafactory-demo/alpac
 def shipped():
     with open(os.path.join(HERE, "data", "chat_samples.jsonl"), encoding="utf-8") as f:
         return [json.loads(l)["messages"] for l in f]
+
+
+def shipped_many():
+    """The shipped samples plus 100+ multi-turn conversations composed from them (two and
+    three user turns, with and without a system prompt, Chinese and English mixed)."""
+    base = shipped()
+    singles = [c for c in base if len(c) == 2]
+    systems = [c[0]["content"] for c in base if c[0]["role"] == "system"]
+    out = list(base)
+    n = len(singles)
+    for i in range(n):
+        for k, turns in ((1, 2), (2, 3), (3, 2), (5, 2), (7, 3), (11, 2)):
+            conv = [m for t in range(turns) for m in singles[(i + k * t) % n]]
+            if (i + k) % 2:
+                conv = [{"role": "system", "content": systems[(i + k) % len(systems)]}] + conv
+            out.append(conv)
+    return out
+
+
+def _report(label, stats, n):
+    path = os.environ.get("THRESHER_FIDELITY_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            for (tname, name), same in sorted(stats.items()):
+                f.write(json.dumps({"convs": label, "tokenizer": tname, "template": name, "equal": same,
+                                    "of": n}) + "\n")
 
 
 def real_conversations():
@@ -106,17 +134,22 @@ def _check_all(tokenizers, convs, families=None, span_check=("sp-legacy-fast", "
 
 
 def test_ids_equal_rendered_text_shipped(tokenizers):
-    _check_all(tokenizers, shipped())
+    convs = shipped_many()
+    assert len(convs) >= 100
+    _report("shipped", _check_all(tokenizers, convs), len(convs))
 
 
+@pytest.mark.shared
 def test_ids_equal_rendered_text_real_data(tokenizers):
     if not os.path.isdir(SHARED):
         pytest.skip("../shared/data not present")
     convs = real_conversations()
     assert len(convs) >= 100
     # fast tokenizers on all of them; the slow ones (prefix method, quadratic in length) on a share
-    _check_all(tokenizers, convs, families=("bpe", "sp-legacy-fast", "sp-fast"), span_check=("sp-legacy-fast",))
-    _check_all(tokenizers, convs[::10], families=("sp-legacy-slow", "sp-slow"))
+    _report("real", _check_all(tokenizers, convs, families=("bpe", "sp-legacy-fast", "sp-fast"),
+                               span_check=("sp-legacy-fast",)), len(convs))
+    _report("real[::10]", _check_all(tokenizers, convs[::10], families=("sp-legacy-slow", "sp-slow")),
+            len(convs[::10]))
 
 
 def test_bpe_offsets_spans(tokenizers):

@@ -41,6 +41,43 @@ def test_preview_text_marks_trained_runs(tiny_dir, tmp_path, capsys):
     assert "ids == tok(render): True" in out and "⟦北京是中国的首都。</s>⟧" in out
 
 
+@pytest.fixture(scope="module")
+def sp_nonlegacy_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("sp-tok-nonlegacy"))
+    save_llama_sp_tokenizer(d, train_llama_sp(corpus(600), vocab_size=800), legacy=False)
+    return d
+
+
+def _write_convs(path, convs):
+    with open(path, "w", encoding="utf-8") as f:
+        for c in convs:
+            f.write(json.dumps({"messages": c}, ensure_ascii=False) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("source", ["shipped", pytest.param("real", marks=pytest.mark.shared)])
+def test_preview_json_every_template_both_families(source, sp_dir, sp_nonlegacy_dir, tiny_dir, tmp_path, capsys):
+    """``train preview --json`` reports ids == tok(render) for every template, byte-level BPE and
+    SentencePiece (legacy and not), on 100+ conversations: composed from our shipped samples,
+    or real ones from ../shared/data."""
+    from test_fidelity import NAMES, real_conversations, shipped_many
+    if source == "real":
+        if not os.path.isdir(SHARED):
+            pytest.skip("../shared/data not present")
+        convs = real_conversations()
+    else:
+        convs = shipped_many()
+    assert len(convs) >= 100
+    data = _write_convs(tmp_path / "convs.jsonl", convs)
+    for tok_dir in (tiny_dir, sp_dir, sp_nonlegacy_dir):
+        for name in NAMES:
+            rep = json.loads(_preview(capsys, tok_dir, data, name, len(convs), "--json", "--max_length", "1000000"))
+            assert rep["n"] == len(convs) and rep["n_dropped"] == 0, (tok_dir, name)
+            assert rep["n_ids_equal_tok_render"] == len(convs) and rep["all_ids_equal_tok_render"] is True, \
+                (tok_dir, name, rep["n_ids_equal_tok_render"])
+
+
+@pytest.mark.shared
 def test_preview_real_data_both_families(sp_dir, tiny_dir, capsys):
     if not os.path.isdir(SHARED):
         pytest.skip("../shared/data not present")

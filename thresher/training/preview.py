@@ -67,7 +67,9 @@ def preview(cfg: dict, n: int = 5, objective: str = "sft") -> dict:
     samples = [preview_sample(enc, full_enc, r, objective) for r in first_records(cfg, n, objective)]
     kept = [s for s in samples if not s.get("dropped")]
     return {"template": template.name, "tokenizer": type(tok).__name__, "fast": bool(getattr(tok, "is_fast", False)),
-            "n": len(samples), "all_ids_equal_tok_render": all(s["ids_equal_tok_render"] for s in kept),
+            "n": len(samples), "n_dropped": len(samples) - len(kept),
+            "n_ids_equal_tok_render": sum(bool(s["ids_equal_tok_render"]) for s in kept),
+            "all_ids_equal_tok_render": all(s["ids_equal_tok_render"] for s in kept),
             "samples": samples}
 
 
