@@ -226,7 +226,8 @@ class ClusterStage(GlobalStage):
 
 def cluster_state_dir(run_dir: str) -> str | None:
     """The state folder of a run's ``cluster`` stage, if it ran."""
-    work = os.path.join(run_dir, "work")
+    from ..rundir import RunDir
+    work = RunDir(run_dir).work
     if not os.path.isdir(work):
         return None
     for d in sorted(os.listdir(work)):

@@ -69,14 +69,16 @@ class RunData:
     def __init__(self, run_dir: str, sample: int = 2000):
         from ..io.readers import iter_records
         from .cluster import sample_key
-        self.run_dir = run_dir
-        self.manifest = _load_json(os.path.join(run_dir, "manifest.json")) or {}
-        self.stats = _load_json(os.path.join(run_dir, "stats.json")) or {}
-        self.tiers = _load_json(os.path.join(run_dir, "tiers.json")) or {}
+        from ..rundir import RunDir
+        rd = RunDir(run_dir)  # a remote run's results: its local work dir
+        self.run_dir = run_dir = rd.root
+        self.manifest = _load_json(rd.manifest) or {}
+        self.stats = _load_json(rd.stats_json) or {}
+        self.tiers = _load_json(rd.tiers_json) or {}
         self.scores: dict[str, list[float]] = defaultdict(list)
         self.sources: Counter = Counter()
         heap: list = []  # the `sample` records with the smallest id hash (deterministic)
-        kept_man = os.path.join(run_dir, "kept", "manifest.json")
+        kept_man = rd.sink_manifest("kept")
         self.n = 0
         for r in iter_records(kept_man) if os.path.exists(kept_man) else ():
             self.n += 1
@@ -299,9 +301,11 @@ def render_html(data: RunData, images: dict[str, list[str]], per: int) -> str:
 
 def build_report(run_dir: str, out_dir: str | None = None, sample: int = 2000, perplexity: float = 30.0,
                  examples: int = 3, seed: int = 0) -> dict:
-    out_dir = out_dir or os.path.join(run_dir, "report")
+    from ..rundir import RunDir
+    rd = RunDir(run_dir)
+    out_dir = out_dir or rd.report
     os.makedirs(out_dir, exist_ok=True)
-    if not os.path.exists(os.path.join(run_dir, "manifest.json")):
+    if not os.path.exists(rd.manifest):
         raise FileNotFoundError(f"{run_dir}: no manifest.json (is this a finished thresher run?)")
     data = RunData(run_dir, sample)
     cjk = cjk_font()

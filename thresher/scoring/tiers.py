@@ -242,23 +242,24 @@ class TierStage(GlobalStage):
 
     # --- finalize: enrich tier manifests, selections ---------------------------------
     def finalize(self, ctx) -> None:
-        spec = self.spec(ctx)
-        kept = os.path.join(ctx.run_dir, "kept")
+        from ..rundir import RunDir
+        spec, rd = self.spec(ctx), RunDir(ctx.run_dir)
+        kept = rd.kept
         summary = {}
         for tier, stats in tier_stats(kept, spec["scorers"]).items():
             summary[tier] = stats
-            mpath = os.path.join(kept, tier, "manifest.json")
+            mpath = rd.sink_manifest("kept", tier)
             if os.path.exists(mpath):
                 with open(mpath, "rb") as f:
                     m = json.loads(f.read())
                 m.update(score_ranges=stats["score_ranges"], cluster_mix=stats["cluster_mix"])
                 atomic_write_bytes(mpath, json.dumps(m, indent=1, ensure_ascii=False, sort_keys=True).encode())
-        atomic_write_bytes(os.path.join(ctx.run_dir, "tiers.json"),
+        atomic_write_bytes(rd.tiers_json,
                            json.dumps({"spec": spec, "tiers": summary}, indent=1, ensure_ascii=False).encode())
         if spec.get("sft_select"):
-            select_sft(kept, os.path.join(ctx.run_dir, "selections", "sft_train"), **spec["sft_select"])
+            select_sft(kept, rd.selection("sft_train"), **spec["sft_select"])
         if spec.get("dpo_select"):
-            select_dpo_seeds(kept, os.path.join(ctx.run_dir, "selections", "dpo_seeds"), **spec["dpo_select"])
+            select_dpo_seeds(kept, rd.selection("dpo_seeds"), **spec["dpo_select"])
 
 
 def _select_scorers(spec: dict) -> set[str]:
