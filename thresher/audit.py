@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if a.check and bad else 0
     if not a.run_dir:
         p.error("give a RUN_DIR to sample, or --score TSV")
-    if not os.path.isdir(os.path.join(a.run_dir, "rejected")) and not os.path.isdir(os.path.join(a.run_dir, "kept")):
+    from .rundir import RunDir
+    if not os.path.isdir(RunDir(a.run_dir).sink("rejected")) and not os.path.isdir(RunDir(a.run_dir).kept):
         print(f"{a.run_dir}: not a run folder (no kept/ or rejected/)", file=sys.stderr)
         return 2
     rows, totals = sample(a.run_dir, a.per_reason, a.kept, a.seed)

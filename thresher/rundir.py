@@ -126,13 +126,15 @@ class RunDir:
     def work_shard(self, seg: int, shard: int) -> str:
         return os.path.join(self.segment_work(seg), f"shard-{shard:05d}.jsonl.zst")
 
-    def global_dir(self, stage_index: int, name: str) -> str:
-        return self.path("work", f"global-{stage_index:02d}-{name}")
+    def global_dir(self, stage_index: int | str, name: str) -> str:
+        """A global stage's folder; ``stage_index`` may be a glob (``"*"``) to find one."""
+        index = stage_index if isinstance(stage_index, str) else f"{stage_index:02d}"
+        return self.path("work", f"global-{index}-{name}")
 
-    def artifacts(self, stage_index: int, name: str) -> str:
+    def artifacts(self, stage_index: int | str, name: str) -> str:
         return os.path.join(self.global_dir(stage_index, name), "artifacts")
 
-    def global_state(self, stage_index: int, name: str) -> str:
+    def global_state(self, stage_index: int | str, name: str) -> str:
         return os.path.join(self.global_dir(stage_index, name), "state")
 
     # sinks --------------------------------------------------------------------

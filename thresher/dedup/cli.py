@@ -29,7 +29,8 @@ def sweep_main(argv: list[str]) -> int:
         return _pairs_curve(args)
     if not args.run:
         ap.error("give a run directory or --pairs")
-    states = sorted(glob.glob(os.path.join(args.run, "work", "global-*semantic_dedup*", "state")))
+    from ..rundir import RunDir
+    states = sorted(glob.glob(RunDir(args.run).global_state("*", "*semantic_dedup*")))
     if not states:
         print(f"{args.run}: no semantic_dedup state (keep the run's work/ dir)", file=sys.stderr)
         return 2
