@@ -102,9 +102,11 @@ def build_stages(recipe: dict) -> list[Stage]:
         name, params = parse_stage_entry(entry, i)
         cls = get_stage_class(name)
         try:
-            stages.append(cls(**params))
+            st = cls(**params)
+            st.check_recipe(recipe)
         except ConfigError as e:
             raise ConfigError(f"stages[{i}].{e}") from None
+        stages.append(st)
     seen: dict[str, int] = {}
     for st in stages:  # a stage used twice keeps separate stats: second one is "name#2"
         seen[st.label] = seen.get(st.label, 0) + 1

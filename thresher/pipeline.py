@@ -15,7 +15,9 @@ Ray executors run identical code:
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -46,25 +48,80 @@ def get_stage_class(name: str) -> type["Stage"]:
     try:
         return REGISTRY[name]
     except KeyError:
+        if name in UNAVAILABLE:  # a built-in stage whose package failed to import
+            raise ConfigError(f"stages: stage {name!r} {dependency_hint(UNAVAILABLE[name])}") from None
         close = difflib.get_close_matches(name, REGISTRY, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"stages: unknown stage {name!r}{hint}") from None
 
 
 _BUILTIN_MODULES = ("thresher.cleaning", "thresher.dedup", "thresher.scoring")
+# stage name -> the missing module that stopped its built-in package from importing
+UNAVAILABLE: dict[str, str] = {}
+_REGISTER_RE = re.compile(r"@register\(\s*[\"']([^\"']+)[\"']")
 
 
 def load_builtin_stages() -> None:
-    """Import the subpackages whose modules register stages (idempotent)."""
+    """Import the subpackages whose modules register stages (idempotent).  A package whose
+    import fails on a missing dependency leaves its stage names (read from its sources) in
+    ``UNAVAILABLE``, so a recipe naming one is told what to install, not "unknown stage"."""
     import importlib
+    import importlib.util
     for mod in _BUILTIN_MODULES:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:  # an optional subpackage's dependency is missing
-            if e.name and e.name.split(".")[0] == "thresher":
+            if not e.name or e.name.split(".")[0] == "thresher":
                 raise
             from .log import get_logger
             get_logger().debug("stages from %s unavailable: %s", mod, e)
+            spec = importlib.util.find_spec(mod)
+            folder = os.path.dirname(spec.origin) if spec and spec.origin else ""
+            for fn in sorted(os.listdir(folder)) if folder else ():
+                if fn.endswith(".py"):
+                    with open(os.path.join(folder, fn), encoding="utf-8") as f:
+                        for name in _REGISTER_RE.findall(f.read()):
+                            if name not in REGISTRY:
+                                UNAVAILABLE.setdefault(name, e.name.split(".")[0])
+
+
+def dependency_hint(module: str, extra: str | None = None) -> str:
+    """``needs the optional dependency 'x' (pip install 'thresher[extra]')``; the extra is
+    the declared one, else looked up in thresher's own distribution metadata."""
+    if extra is None:
+        extra = _extra_of(module)
+    if extra:
+        return f"needs the optional dependency {module!r} (pip install 'thresher[{extra}]')"
+    return f"needs the dependency {module!r}, which is not installed (pip install {module})"
+
+
+def _extra_of(module: str) -> str | None:
+    try:
+        from importlib.metadata import PackageNotFoundError, requires
+        reqs = requires("thresher") or []
+    except (ImportError, PackageNotFoundError):
+        return None
+    norm = module.lower().replace("_", "-")
+    for req in reqs:
+        dist = re.split(r"[\s;<>=!\[~]", req, maxsplit=1)[0].lower().replace("_", "-")
+        if dist == norm:
+            m = re.search(r"extra\s*==\s*[\"']([^\"']+)", req)
+            return m.group(1) if m else ""  # "" = a core dependency: reinstall thresher
+    return None
+
+
+def missing_modules(requires: dict[str, str]) -> list[tuple[str, str]]:
+    """(module, extra) of the declared optional dependencies that cannot be imported."""
+    import importlib.util
+    out = []
+    for mod, extra in requires.items():
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            out.append((mod, extra))
+    return out
 
 
 @dataclass
@@ -93,21 +150,38 @@ class StageContext:
 class Stage:
     """A named, parameterised unit of a recipe.
 
-    Subclasses declare ``defaults`` (parameter name -> default value); recipes may only
+    Subclasses declare ``defaults`` (parameter name -> default value): recipes may only
     set those keys, and values must have the default's type (int accepted for float).
+    ``rules`` (parameter -> a rule from :func:`one_of`, :func:`between`, :func:`each`,
+    :func:`mapping`, ...) add what the type cannot say; ``requires`` (module -> extra)
+    names optional dependencies.  All of it is checked when the recipe is loaded, with the
+    full key path in the message, never first inside a worker.
     """
     name: ClassVar[str] = "?"
     kind: ClassVar[str] = "map"
     version: ClassVar[str] = "1"
     defaults: ClassVar[dict[str, Any]] = {}
+    rules: ClassVar[dict[str, "Rule"]] = {}
+    requires: ClassVar[dict[str, str]] = {}
     # which record kinds the stage applies to; others pass through untouched
     applies_to: ClassVar[tuple[str, ...]] = ("text", "sft", "dpo")
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        # `kinds:` holds for every stage, also for those with their own process_batch/collect:
+        # records of other kinds pass through untouched and are never collected
+        for attr, wrap in (("process_batch", _applicable_batch), ("collect", _applicable_collect)):
+            fn = cls.__dict__.get(attr)
+            if fn is not None and not getattr(fn, "_kinds_filtered", False):
+                setattr(cls, attr, wrap(fn))
 
     def __init__(self, label: str | None = None, kinds: list[str] | None = None, **params: Any):
         # `label` and `kinds` are accepted by every stage: a recipe may use one stage twice
         # with different thresholds for pretraining text and for dialogue
         self.label = label or self.name
         if kinds is not None:
+            if not isinstance(kinds, (list, tuple)) or not kinds:
+                raise ConfigError(f"{self.name}.kinds: expected a non-empty list, got {kinds!r}")
             bad = [k for k in kinds if k not in self.applies_to]
             if bad:
                 raise ConfigError(f"{self.name}.kinds: {bad} not among the kinds it handles {list(self.applies_to)}")
@@ -115,7 +189,17 @@ class Stage:
         self.params = self.validate_params(params)
         for k, v in self.params.items():
             setattr(self, k, v)
+        missing = missing_modules(self.required_modules())
+        if missing:
+            raise ConfigError(f"{self.name}: stage {self.name!r} {dependency_hint(*missing[0])}")
         self.stats: Counter = Counter()
+
+    def required_modules(self) -> dict[str, str]:
+        """Optional modules (-> extra) this instance imports; may depend on the parameters."""
+        return dict(self.requires)
+
+    def check_recipe(self, recipe: dict) -> None:
+        """Checks that need the whole recipe (e.g. tier settings under ``tiers:``)."""
 
     @classmethod
     def validate_params(cls, params: dict) -> dict:
@@ -131,6 +215,9 @@ class Stage:
             if default is not None and v is not None and not _same_type(default, v):
                 raise ConfigError(f"{cls.name}.{k}: expected {type(default).__name__}, got {v!r}")
             merged[k] = v
+        for k, rule in cls.rules.items():
+            if merged.get(k) is not None:
+                rule(merged[k], f"{cls.name}.{k}")
         return merged
 
     # lifecycle ------------------------------------------------------------
@@ -153,6 +240,138 @@ class Stage:
 
     def reject(self, record: Record, reason: str, value: Any = None, threshold: Any = None, **extra) -> Record:
         return record.reject(self.label, reason, value, threshold, **extra)
+
+
+def _applicable_batch(fn):
+    @functools.wraps(fn)
+    def process_batch(self, records):
+        kinds = self.applies_to
+        if all(r.kind in kinds for r in records):
+            return fn(self, records)
+        todo = [r for r in records if r.kind in kinds]
+        done = fn(self, todo) if todo else []
+        if len(done) != len(todo):  # a stage that drops records from the list: keep the others after
+            return list(done) + [r for r in records if r.kind not in kinds]
+        it = iter(done)
+        return [next(it) if r.kind in kinds else r for r in records]
+    process_batch._kinds_filtered = True
+    return process_batch
+
+
+def _applicable_collect(fn):
+    @functools.wraps(fn)
+    def collect(self, records, ctx):
+        kinds = self.applies_to
+        if not all(r.kind in kinds for r in records):
+            records = [r for r in records if r.kind in kinds]
+        return fn(self, records, ctx)
+    collect._kinds_filtered = True
+    return collect
+
+
+# parameter rules -------------------------------------------------------------------
+# A rule is a callable (value, key path) that raises ConfigError naming the path.
+Rule = Callable[[Any, str], None]
+
+
+def _choices(choices) -> list:
+    return list(choices() if callable(choices) else choices)
+
+
+def one_of(*choices) -> Rule:
+    """The value is one of ``choices`` (or of what a zero-argument callable returns: lists
+    read from package data or a module's own constants)."""
+    def rule(v, path):
+        allowed = _choices(choices[0]) if len(choices) == 1 and callable(choices[0]) else list(choices)
+        if v not in allowed:
+            close = difflib.get_close_matches(str(v), [str(a) for a in allowed], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: {v!r} not one of {', '.join(map(str, allowed))}{hint}")
+    return rule
+
+
+def between(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Rule:
+    """A number in [lo, hi] (``lo_open``: (lo, hi])."""
+    def rule(v, path):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ConfigError(f"{path}: expected a number, got {v!r}")
+        if (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+            left = "(" if lo_open else "["
+            rng = f"{left}{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise ConfigError(f"{path}: {v!r} not in {rng}")
+    return rule
+
+
+RATIO = between(0, 1)
+COUNT = between(0)  # >= 0
+POSITIVE = between(1)  # >= 1
+
+
+def each(rule: Rule, nonempty: bool = False) -> Rule:
+    """Every item of a list follows ``rule`` (``nonempty``: and there is at least one)."""
+    def check(v, path):
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {v!r}")
+        if nonempty and not v:
+            raise ConfigError(f"{path}: must name at least one item")
+        for i, x in enumerate(v):
+            rule(x, f"{path}[{i}]")
+    return check
+
+
+def items(*rules: Rule) -> Rule:
+    """A fixed-length list whose i-th item follows ``rules[i]`` (e.g. [min hits, per 1000 chars])."""
+    def check(v, path):
+        if not isinstance(v, (list, tuple)) or len(v) != len(rules):
+            raise ConfigError(f"{path}: expected a list of {len(rules)} values, got {v!r}")
+        for i, (x, r) in enumerate(zip(v, rules)):
+            r(x, f"{path}[{i}]")
+    return check
+
+
+def text(v, path) -> None:
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{path}: expected a non-empty string, got {v!r}")
+
+
+def mapping(spec: dict[str, Rule | None] | Callable[[], dict] | None = None, keys: Rule | None = None,
+            values: Rule | None = None) -> Rule:
+    """A nested mapping: its keys among ``spec`` (did-you-mean) each checked by its rule, or
+    any key passing ``keys``, each value passing ``values``."""
+    def check(v, path):
+        if not isinstance(v, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {v!r}")
+        sp = spec() if callable(spec) else spec
+        for k, x in v.items():
+            if sp is not None:
+                if k not in sp:
+                    close = difflib.get_close_matches(str(k), list(sp), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ConfigError(f"{path}.{k}: unknown key{hint}; allowed: {', '.join(sorted(sp))}")
+                if sp[k] is not None and x is not None:
+                    sp[k](x, f"{path}.{k}")
+            if keys is not None:
+                keys(k, f"{path}.{k}")
+            if values is not None and x is not None:
+                values(x, f"{path}.{k}")
+    return check
+
+
+def all_of(*rules: Rule) -> Rule:
+    def check(v, path):
+        for r in rules:
+            r(v, path)
+    return check
+
+
+def any_type(*rules_by_type: tuple[type, Rule]) -> Rule:
+    """Values that may be of several types (a number or a per-score mapping)."""
+    def check(v, path):
+        for t, r in rules_by_type:
+            if isinstance(v, t) and not isinstance(v, bool):
+                return r(v, path)
+        raise ConfigError(f"{path}: unexpected value {v!r}")
+    return check
 
 
 class GlobalStage(Stage):

@@ -204,7 +204,7 @@ def test_categories_switchable_and_user_lists(tmp_path):
 
 
 def test_unknown_category_is_an_error():
-    with pytest.raises(ValueError, match="available"):
+    with pytest.raises(ValueError, match=r"categories\[0\]: 'nope' not one of ads, drugs"):
         build("blacklist_filter", categories=["nope"])
 
 

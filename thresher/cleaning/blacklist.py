@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from ..pipeline import Stage, register
+from ..pipeline import COUNT, ConfigError, Stage, each, items, mapping, one_of, register, text
 from ..records import Record
 from .turns import ANSWER_ROLES, TURN_POLICIES, apply_turn_failures, judged_turns
 
@@ -60,6 +60,12 @@ def list_path(category: str) -> str:
 
 def available_categories() -> list[str]:
     return sorted(f[:-4] for f in os.listdir(BLACKLIST_DIR) if f.endswith(".txt"))
+
+
+def existing_file(v, path) -> None:
+    """A rule: the value names a readable file (checked when the recipe is loaded)."""
+    if not isinstance(v, str) or not os.path.isfile(os.path.expanduser(v)):
+        raise ConfigError(f"{path}: no such file {v!r}")
 
 
 class Matcher:
@@ -126,22 +132,31 @@ class BlacklistFilter(Stage):
                 "default_threshold": [2, 2.0], "short_text_chars": 0, "short_min_hits": {},
                 "word_boundaries": True, "roles": list(ANSWER_ROLES), "category_roles": {},
                 "on_turn_failure": "reject"}
+    _threshold = items(COUNT, COUNT)  # [min hits, min hits per 1000 chars]
+    rules = {"categories": each(one_of(available_categories)), "extra_lists": each(existing_file),
+             "thresholds": mapping(values=_threshold), "default_threshold": _threshold, "short_text_chars": COUNT,
+             "short_min_hits": mapping(values=COUNT), "roles": each(text), "category_roles": mapping(values=each(text)),
+             "on_turn_failure": one_of(*TURN_POLICIES)}
+
+    def __init__(self, label=None, **params):
+        super().__init__(label, **params)
+        enabled = self.enabled_categories()
+        for key in ("thresholds", "short_min_hits", "category_roles"):
+            unknown = sorted(set(self.params[key]) - set(enabled))
+            if unknown:
+                raise ConfigError(f"{self.name}.{key}.{unknown[0]}: not an enabled category "
+                                  f"({', '.join(enabled)})")
+
+    def enabled_categories(self) -> list[str]:
+        """Shipped categories plus one per ``extra_lists`` file (named by its file stem)."""
+        extra = [os.path.splitext(os.path.basename(p))[0] for p in self.extra_lists]
+        return list(dict.fromkeys([*self.categories, *extra]))
 
     def setup(self, ctx) -> None:
-        lists: dict[str, list[str]] = {}
-        for cat in self.categories:
-            path = list_path(cat)
-            if not os.path.exists(path):
-                raise ValueError(f"blacklist_filter: no shipped list {cat!r}; available: {available_categories()}")
-            lists[cat] = read_list(path)
+        lists: dict[str, list[str]] = {cat: read_list(list_path(cat)) for cat in self.categories}
         for path in self.extra_lists:
             cat = os.path.splitext(os.path.basename(path))[0]
             lists.setdefault(cat, []).extend(read_list(path))
-        unknown = sorted(set(self.thresholds) - set(lists))
-        if unknown:
-            raise ValueError(f"blacklist_filter.thresholds: {unknown} are not enabled categories {sorted(lists)}")
-        if self.on_turn_failure not in TURN_POLICIES:
-            raise ValueError(f"blacklist_filter.on_turn_failure: {self.on_turn_failure!r} not in {TURN_POLICIES}")
         self._thr = {cat: tuple(self.thresholds.get(cat, DEFAULT_THRESHOLDS.get(cat, self.default_threshold)))
                      for cat in lists}
         self.matcher = Matcher(lists, self.word_boundaries)

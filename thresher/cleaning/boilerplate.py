@@ -18,7 +18,7 @@ import re
 
 from ..dedup.lines import LineDedup, _line_hash
 from ..io.units import is_heading
-from ..pipeline import register
+from ..pipeline import COUNT, POSITIVE, RATIO, each, register, text
 from ..records import Record
 from .normalize import Normalizer
 
@@ -54,6 +54,8 @@ class BoilerplateTrimmer(Normalizer):
     """
     defaults = {"phrases": [], "use_default_phrases": True, "patience": 2, "short_line_chars": 6,
                 "max_fraction": 0.8, "sentences": True, "max_sentence_chars": 120}
+    rules = {"phrases": each(text), "patience": COUNT, "short_line_chars": COUNT, "max_fraction": RATIO,
+             "max_sentence_chars": COUNT}
 
     def setup(self, ctx) -> None:
         phrases = (DEFAULT_BOILERPLATE if self.use_default_phrases else []) + list(self.phrases)
@@ -130,6 +132,7 @@ class RepeatedBoilerplate(LineDedup):
     that occur in ``min_docs`` or more documents of the same source (one-line documents
     carry their boilerplate as sentences).  Chapter headings are kept."""
     defaults = {"min_docs": 5, "min_line_chars": 10}
+    rules = {"min_docs": POSITIVE, "min_line_chars": COUNT}
 
     def _pieces(self, line: str) -> list[str]:
         return _SENT_SPLIT.split(line) if _SENT.search(line[:-1]) else [line]

@@ -26,7 +26,7 @@ import re
 from html.parser import HTMLParser
 
 from .normalize import Normalizer
-from ..pipeline import register
+from ..pipeline import COUNT, RATIO, register
 
 _PAGE_PROBE = re.compile(r"<(?:!doctype\s+html|html|body|head)\b", re.I)
 _SKIP = frozenset({"script", "style", "noscript", "template", "svg", "iframe", "head", "nav", "footer", "header",
@@ -148,6 +148,7 @@ class HtmlContentExtractor(Normalizer):
     """Keep only the main content of full HTML pages (text-/link-density scoring)."""
     defaults = {"min_tags": 30, "min_para_chars": 10, "max_link_share": 0.5, "min_score": 10.0,
                 "keep_title": False}
+    rules = {"min_tags": COUNT, "min_para_chars": COUNT, "max_link_share": RATIO, "min_score": COUNT}
 
     def looks_like_page(self, text: str) -> bool:
         return bool(_PAGE_PROBE.search(text[:5000])) and text.count("<") >= self.min_tags

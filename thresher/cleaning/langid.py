@@ -23,7 +23,7 @@ import os
 import re
 
 from .. import meta as M
-from ..pipeline import Stage, register
+from ..pipeline import COUNT, POSITIVE, RATIO, Stage, each, register, text
 from ..records import Record
 from ._text import CJK_RE, LATIN_RE, count_chars
 
@@ -67,6 +67,9 @@ class LanguageFilter(Stage):
                 "pair_min_second": 0.15, "min_model_chars": 15, "max_model_chars": 3000, "model_path": "",
                 "zh_aliases": True,
                 "han_decides": 0.5, "kana_share": 0.2, "han_weight": 3.0}
+    rules = {"languages": each(text, nonempty=True), "pair_languages": each(text), "min_score": RATIO,
+             "pair_min_score": RATIO, "pair_min_second": RATIO, "min_model_chars": COUNT, "max_model_chars": POSITIVE,
+             "han_decides": RATIO, "kana_share": RATIO, "han_weight": COUNT}
 
     def setup(self, ctx) -> None:
         self._model = load_model(self.model_path or default_model_path())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 import re
-from ..pipeline import Stage, register
+from ..pipeline import COUNT, POSITIVE, Stage, one_of, register, text
 from ..records import Record
 from ._text import CJK_PUNCT, CJK_RANGES
 from .structure import apply_outside
@@ -221,10 +221,7 @@ class HtmlStripper(Normalizer):
     fast and tolerant of broken markup; for main-content extraction use html_content_extractor.
     """
     defaults = {**Normalizer.base_defaults, "drop_elements": True, "dialogue_mode": "residue"}
-
-    def setup(self, ctx) -> None:
-        if self.dialogue_mode not in ("residue", "web", "off"):
-            raise ValueError(f"html_stripper.dialogue_mode: {self.dialogue_mode!r} not in residue|web|off")
+    rules = {"dialogue_mode": one_of("residue", "web", "off")}
 
     def text_fn(self, record: Record):
         mode = "web" if record.kind == "text" else self.dialogue_mode
@@ -284,6 +281,7 @@ class PunctuationCollapser(Normalizer):
     (... and ……).
     """
     defaults = {**Normalizer.base_defaults, "marks": "，。！？、；：～!?", "min_run": 2, "ascii_min_run": 3}
+    rules = {"min_run": POSITIVE, "ascii_min_run": POSITIVE}
 
     def setup(self, ctx) -> None:
         wide = re.escape("".join(c for c in self.marks if not c.isascii()))
@@ -323,6 +321,7 @@ class WhitespaceNormalizer(Normalizer):
     more than ``max_blank_lines`` blank lines are squeezed.
     """
     defaults = {**Normalizer.base_defaults, "cjk_latin_space": False, "max_blank_lines": 1}
+    rules = {"max_blank_lines": COUNT}
 
     def setup(self, ctx) -> None:
         sp = f"[ {_ODD_SPACE}]"
@@ -360,6 +359,7 @@ class T2SConverter(Normalizer):
     character that the t2s dictionary maps (one regex scan otherwise).
     """
     defaults = {**Normalizer.base_defaults, "config": "t2s"}
+    rules = {"config": text}
 
     def setup(self, ctx) -> None:
         import opencc  # opencc-python-reimplemented

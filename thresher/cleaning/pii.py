@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ..pipeline import Stage, register
+from ..pipeline import Stage, each, one_of, register
 from ..records import Record
 
 PII_TYPES = ("url", "email", "id_card", "bank_card", "phone", "wechat", "qq", "mention", "ip")
@@ -109,13 +109,9 @@ class PiiMasker(Stage):
     """Mask (or delete) e-mails, phones, ID/bank cards, WeChat/QQ ids, URLs, @-mentions."""
     # raw_in_sinks: the recipe explicitly wants records rejected before this stage to keep raw PII
     defaults = {"types": list(PII_TYPES), "action": "mask", "raw_in_sinks": False}
+    rules = {"types": each(one_of(*PII_TYPES)), "action": one_of("mask", "delete")}
 
     def setup(self, ctx) -> None:
-        unknown = set(self.types) - set(PII_TYPES)
-        if unknown:
-            raise ValueError(f"pii_masker: unknown types {sorted(unknown)}; known: {PII_TYPES}")
-        if self.action not in ("mask", "delete"):
-            raise ValueError("pii_masker.action must be mask or delete")
         self._on = set(self.types)
 
     def _ph(self, kind: str) -> str:

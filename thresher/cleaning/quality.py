@@ -25,11 +25,11 @@ import re
 import unicodedata
 from collections import Counter
 
-from ..pipeline import Stage, register
+from ..pipeline import COUNT, POSITIVE, RATIO, Stage, each, items, one_of, register, text
 from ..records import Record
 from ._segment import Segmenter
 from .structure import strip_protected
-from .turns import ANSWER_ROLES, apply_turn_failures, judged_turns
+from .turns import ANSWER_ROLES, TURN_POLICIES, apply_turn_failures, judged_turns
 from ._text import (CJK_RANGES, CLOSERS, LATIN_RE, PUNCT_CHARS, SPECIAL_RE, TERMINAL, cjk_count, count_chars,
                     nonspace_len, uncommon_cjk_re)
 
@@ -148,6 +148,11 @@ class ZhQualityFilter(Stage):
         "sft_min_turn_chars": 30, "sft_min_repetition_chars": 200, "sft_roles": list(ANSWER_ROLES),
         "on_turn_failure": "reject",
     }
+    # shares and fractions in [0, 1], every other min_/max_ number >= 0
+    rules = {**{k: RATIO if k.endswith(("_ratio", "_frac", "_share")) else COUNT for k in defaults
+                if k.startswith(("min_", "max_", "sft_min_"))},
+             "top_ngrams": each(items(POSITIVE, RATIO)), "dup_ngrams": each(items(POSITIVE, RATIO)),
+             "stopwords": each(text), "sft_roles": each(text), "on_turn_failure": one_of(*TURN_POLICIES)}
 
     def setup(self, ctx) -> None:
         global _UNCOMMON

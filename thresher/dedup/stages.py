@@ -6,8 +6,9 @@ import os
 import numpy as np
 import xxhash
 
-from ..pipeline import ConfigError, StageContext, register
+from ..pipeline import COUNT, POSITIVE, ConfigError, StageContext, between, one_of, register
 from ..records import Record
+from .keys import KEEP_POLICIES, KEY_FIELDS
 from .base import DedupStage, Sources, load_json, save_json, write_shard
 from .index import append_run, index_parts
 from .reduce import partitioned_decision
@@ -19,6 +20,9 @@ class _BucketDedup(DedupStage):
     """reduce/finalize shared by exact and MinHash dedup."""
     # partitions: bucket-hash / node partitions of the reduce (0 = one per 4M banded records)
     bucket_defaults = {**DedupStage.common_defaults, "partitions": 0}
+    bucket_rules = {"key_field": one_of(*KEY_FIELDS), "keep": one_of(*KEEP_POLICIES), "min_key_chars": COUNT,
+                    "partitions": COUNT}
+    rules = bucket_rules
     signature_similarity = False  # dup similarity from signatures (MinHash) or 1.0 (exact)
 
     def index_meta(self) -> dict:
@@ -29,12 +33,6 @@ class _BucketDedup(DedupStage):
 
     def verify_threshold(self) -> float:
         return 0.0
-
-    def __init__(self, label=None, **params):
-        super().__init__(label, **params)
-        if self.partitions < 0:
-            raise ConfigError(f"{self.name}.partitions: must be >= 0 (0 = from the record count), "
-                              f"got {self.partitions}")
 
     def reduce(self, ctx: StageContext) -> dict:
         sources = Sources.of_run(ctx.artifact_dir, index_parts(self.index_dir, self.index_meta()))
@@ -83,15 +81,12 @@ class MinHashDedup(_BucketDedup):
     signature_similarity = True
     defaults = {**_BucketDedup.bucket_defaults, "threshold": 0.8, "num_perm": 128, "ngram": 5, "bands": 0,
                 "rows": 0, "seed": 1, "t2s": False, "verify": "signature", "verify_slack": 3.0, "batch": 1024}
+    rules = {**_BucketDedup.bucket_rules, "threshold": between(0, 1, lo_open=True), "num_perm": POSITIVE,
+             "ngram": POSITIVE, "bands": COUNT, "rows": COUNT, "verify": one_of("none", "signature"),
+             "verify_slack": COUNT, "batch": POSITIVE}
 
     def __init__(self, label=None, **params):
         super().__init__(label, **params)
-        if self.verify not in ("none", "signature"):
-            raise ConfigError(f"minhash_dedup.verify: {self.verify!r} not in ('none', 'signature')")
-        if self.verify_slack < 0:
-            raise ConfigError(f"minhash_dedup.verify_slack: must be >= 0, got {self.verify_slack}")
-        if not 0 < self.threshold <= 1:
-            raise ConfigError(f"minhash_dedup.threshold: must be in (0, 1], got {self.threshold}")
         self.b, self.r = (self.bands, self.rows) if self.bands and self.rows else \
             optimal_param(self.threshold, self.num_perm)
         if self.b * self.r > self.num_perm:

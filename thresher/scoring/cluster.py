@@ -26,7 +26,8 @@ from collections import Counter
 import numpy as np
 import orjson
 
-from ..pipeline import GlobalStage, register
+from ..dedup.semantic import embedder_requires, embedder_rule  # the embedder rule semantic_dedup uses too
+from ..pipeline import COUNT, POSITIVE, GlobalStage, register
 from ..records import Record
 from ._common import atomic_write_bytes, blas_threads, embed_text, jieba_mod
 
@@ -151,6 +152,13 @@ class ClusterStage(GlobalStage):
         "seed": 0,
         "threads": 1,               # BLAS threads in reduce
     }
+    requires = {"sklearn": "score"}  # k-means, silhouette
+    rules = {"embedder": embedder_rule(hashed=False), "k": COUNT, "k_min": POSITIVE, "k_max": POSITIVE,
+             "sample_per_shard": POSITIVE, "fit_sample": POSITIVE, "keywords": COUNT, "silhouette_sample": POSITIVE,
+             "keyword_sample": COUNT, "seed": COUNT, "threads": POSITIVE}
+
+    def required_modules(self) -> dict[str, str]:
+        return {**self.requires, **embedder_requires(self.params["embedder"], hashed=False)}
 
     # ------------------------------------------------------------------ collect
     def collect(self, records: list[Record], ctx) -> None:

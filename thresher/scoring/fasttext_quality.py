@@ -91,6 +91,7 @@ class FastTextQuality(Stage):
 
     version = "1"
     defaults = {"model_path": "", "score_name": "quality_fasttext", "max_chars": 2000}
+    requires = {"fasttext": "score"}
 
     def setup(self, ctx) -> None:
         if not self.model_path or not os.path.exists(self.model_path):

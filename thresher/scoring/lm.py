@@ -88,6 +88,7 @@ class _LMStage(Stage):
     ray_actor = True  # holds a model: the Ray executor runs it on an actor pool
     defaults = {"model_path": "", "device": "cpu", "batch_size": 8, "max_length": 512, "threads": 0,
                 "score_name": ""}
+    requires = {"torch": "embed", "transformers": "embed"}
 
     def setup(self, ctx) -> None:
         self._lm = CausalLMScorer(self.model_path, self.device, self.max_length, threads=self.threads)

@@ -43,6 +43,7 @@ class ReferenceQuality(GlobalStage):
         "seed": 0,
         "score_name": "quality_reference",
     }
+    requires = {"fasttext": "score"}
 
     def __init__(self, label=None, **params):
         super().__init__(label, **params)

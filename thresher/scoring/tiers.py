@@ -35,7 +35,7 @@ import numpy as np
 import orjson
 
 from .. import meta as M
-from ..pipeline import ConfigError, GlobalStage, register
+from ..pipeline import COUNT, RATIO, ConfigError, GlobalStage, each, mapping, one_of, register, text
 from ..records import Record
 from ._common import atomic_write_bytes, meta_of
 
@@ -165,6 +165,15 @@ class TierStage(GlobalStage):
     version = "1"
     defaults = {"scorers": [], "combine": "max", "normalize": "quantile", "tiers": [], "quotas": {},
                 "token_budget": 0, "sft_select": {}, "dpo_select": {}}
+    rules = {"scorers": each(text), "combine": one_of("max", "mean", "min"), "normalize": one_of("quantile", "none"),
+             "tiers": each(mapping({"name": text, "min": None, "quantile": None})), "quotas": mapping(values=RATIO),
+             "token_budget": COUNT,
+             # the keyword arguments of the selection functions
+             "sft_select": mapping(lambda: _kwargs_of(select_sft)), "dpo_select": mapping(lambda: _kwargs_of(select_dpo_seeds))}
+
+    def check_recipe(self, recipe: dict) -> None:
+        from types import SimpleNamespace
+        TierRules(self.spec(SimpleNamespace(recipe=recipe)))  # `scorers: []` fails at load, not in a worker
 
     def spec(self, ctx=None) -> dict:
         spec = {k: self.params[k] for k in self.defaults}
@@ -260,6 +269,11 @@ class TierStage(GlobalStage):
             select_sft(kept, rd.selection("sft_train"), **spec["sft_select"])
         if spec.get("dpo_select"):
             select_dpo_seeds(kept, rd.selection("dpo_seeds"), **spec["dpo_select"])
+
+
+def _kwargs_of(fn) -> dict:
+    import inspect
+    return {k: None for k in list(inspect.signature(fn).parameters)[2:]}  # after kept_dir, out_dir
 
 
 def _select_scorers(spec: dict) -> set[str]:
