@@ -34,7 +34,7 @@ WRONG = [
     ([{"blacklist_filter": {"thresholds": {"weapons": [2, 2.0]}, "categories": ["porn"]}}],
      ["blacklist_filter.thresholds.weapons", "not an enabled category"]),
     ([{"blacklist_filter": {"default_threshold": [2]}}], ["blacklist_filter.default_threshold", "list of 2"]),
-    ([{"blacklist_filter": {"extra_lists": ["no/such/list.txt"]}}], ["blacklist_filter.extra_lists[0]", "no such file"]),
+    ([{"blacklist_filter": {"extra_lists": ["no/such/list.txt"]}}], ["blacklist_filter.extra_lists[0]", "not an existing file"]),
     ([{"spam_filter": {"lists": ["spamm"]}}], ["spam_filter.lists[0]", "did you mean 'spam'"]),
     ([{"spam_filter": {"keyword_stuffing": [8, 2.0, 4]}}], ["spam_filter.keyword_stuffing[1]", "not in [0, 1]"]),
     ([{"zh_quality_filter": {"min_cjk_ratio": 1.3}}], ["zh_quality_filter.min_cjk_ratio", "not in [0, 1]"]),
@@ -61,6 +61,8 @@ WRONG = [
     ([{"line_dedup": {"min_docs": 0}}], ["line_dedup.min_docs"]),
     ([{"boilerplate_trimmer": {"max_fraction": 2.0}}], ["boilerplate_trimmer.max_fraction"]),
     ([{"exact_dedup": {"kinds": ["image"]}}], ["exact_dedup.kinds"]),
+    ([{"quality_fasttext": {"model_path": "no/such/model.bin"}}], ["quality_fasttext.model_path", "train-quality"]),
+    (["ifd"], ["stages[0].ifd.model_path", "never downloads"]),
 ]
 
 

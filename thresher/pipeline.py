@@ -334,6 +334,15 @@ def text(v, path) -> None:
         raise ConfigError(f"{path}: expected a non-empty string, got {v!r}")
 
 
+def existing(kind: str = "file", hint: str = "") -> Rule:
+    """The value names an existing file (``kind="dir"``: a directory), checked at load."""
+    def check(v, path):
+        p = os.path.expanduser(str(v)) if isinstance(v, str) else ""
+        if not p or not (os.path.isdir(p) if kind == "dir" else os.path.isfile(p)):
+            raise ConfigError(f"{path}: {v!r} is not an existing {'directory' if kind == 'dir' else 'file'}{hint}")
+    return check
+
+
 def mapping(spec: dict[str, Rule | None] | Callable[[], dict] | None = None, keys: Rule | None = None,
             values: Rule | None = None) -> Rule:
     """A nested mapping: its keys among ``spec`` (did-you-mean) each checked by its rule, or

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 
-from ..pipeline import COUNT, ConfigError, Stage, each, items, mapping, one_of, register, text
+from ..pipeline import COUNT, ConfigError, Stage, each, existing, items, mapping, one_of, register, text
 from ..records import Record
 from .turns import ANSWER_ROLES, TURN_POLICIES, apply_turn_failures, judged_turns
 
@@ -60,12 +60,6 @@ def list_path(category: str) -> str:
 
 def available_categories() -> list[str]:
     return sorted(f[:-4] for f in os.listdir(BLACKLIST_DIR) if f.endswith(".txt"))
-
-
-def existing_file(v, path) -> None:
-    """A rule: the value names a readable file (checked when the recipe is loaded)."""
-    if not isinstance(v, str) or not os.path.isfile(os.path.expanduser(v)):
-        raise ConfigError(f"{path}: no such file {v!r}")
 
 
 class Matcher:
@@ -133,7 +127,7 @@ class BlacklistFilter(Stage):
                 "word_boundaries": True, "roles": list(ANSWER_ROLES), "category_roles": {},
                 "on_turn_failure": "reject"}
     _threshold = items(COUNT, COUNT)  # [min hits, min hits per 1000 chars]
-    rules = {"categories": each(one_of(available_categories)), "extra_lists": each(existing_file),
+    rules = {"categories": each(one_of(available_categories)), "extra_lists": each(existing()),
              "thresholds": mapping(values=_threshold), "default_threshold": _threshold, "short_text_chars": COUNT,
              "short_min_hits": mapping(values=COUNT), "roles": each(text), "category_roles": mapping(values=each(text)),
              "on_turn_failure": one_of(*TURN_POLICIES)}

@@ -29,10 +29,10 @@ import os
 import re
 from collections import Counter
 
-from ..pipeline import COUNT, RATIO, ConfigError, Stage, each, items, one_of, register
+from ..pipeline import COUNT, RATIO, ConfigError, Stage, each, existing, items, one_of, register
 from ..records import Record
 from ._text import nonspace_len
-from .blacklist import BLACKLIST_DIR, Matcher, available_categories, existing_file, read_list
+from .blacklist import BLACKLIST_DIR, Matcher, available_categories, read_list
 
 # gambling.txt stays blacklist_filter's category (its hits are measured and decided there);
 # spam.txt is the spam-site vocabulary this stage owns. lists: [spam, gambling] reads both.
@@ -143,7 +143,7 @@ class SpamFilter(Stage):
         "keyword_stuffing": [8, 0.2, 4],
     }
     rules = {"action": one_of("reject", "flag"), "lists": each(one_of(available_categories)),
-             "extra_lists": each(existing_file), "terms": items(COUNT, COUNT, COUNT), "link_farm": items(COUNT, COUNT),
+             "extra_lists": each(existing()), "terms": items(COUNT, COUNT, COUNT), "link_farm": items(COUNT, COUNT),
              "keyword_stuffing": items(COUNT, RATIO, COUNT)}
 
     def setup(self, ctx) -> None:

@@ -17,7 +17,7 @@ import random
 import re
 import tempfile
 
-from ..pipeline import ConfigError, Stage, register
+from ..pipeline import POSITIVE, ConfigError, Stage, existing, register
 from ..records import Record
 from ._common import jieba_mod, set_score
 
@@ -92,6 +92,7 @@ class FastTextQuality(Stage):
     version = "1"
     defaults = {"model_path": "", "score_name": "quality_fasttext", "max_chars": 2000}
     requires = {"fasttext": "score"}
+    rules = {"model_path": existing("file", " (train one with `thresher train-quality`)"), "max_chars": POSITIVE}
 
     def setup(self, ctx) -> None:
         if not self.model_path or not os.path.exists(self.model_path):

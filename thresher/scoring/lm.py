@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 
-from ..pipeline import ConfigError, Stage, register
+from ..pipeline import COUNT, POSITIVE, ConfigError, Stage, existing, register
 from ..records import Record
 from ._common import set_score
 
@@ -89,6 +89,8 @@ class _LMStage(Stage):
     defaults = {"model_path": "", "device": "cpu", "batch_size": 8, "max_length": 512, "threads": 0,
                 "score_name": ""}
     requires = {"torch": "embed", "transformers": "embed"}
+    rules = {"model_path": existing("dir", ": a local model directory (thresher never downloads)"),
+             "batch_size": POSITIVE, "max_length": POSITIVE, "threads": COUNT}
 
     def setup(self, ctx) -> None:
         self._lm = CausalLMScorer(self.model_path, self.device, self.max_length, threads=self.threads)
