@@ -63,6 +63,9 @@ WRONG = [
     ([{"exact_dedup": {"kinds": ["image"]}}], ["exact_dedup.kinds"]),
     ([{"quality_fasttext": {"model_path": "no/such/model.bin"}}], ["quality_fasttext.model_path", "train-quality"]),
     (["ifd"], ["stages[0].ifd.model_path", "never downloads"]),
+    ([{"quality_reference": {"reference": ["no/such/books"]}}], ["quality_reference.reference[0]", "not an existing"]),
+    ([{"quality_reference": {"reference": [os.path.join(ROOT, "configs")], "holdout": 1.5}}], ["quality_reference.holdout"]),
+    ([{"quality_heuristic": {"target_chars": 0}}], ["quality_heuristic.target_chars"]),
 ]
 
 

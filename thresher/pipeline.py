@@ -335,11 +335,14 @@ def text(v, path) -> None:
 
 
 def existing(kind: str = "file", hint: str = "") -> Rule:
-    """The value names an existing file (``kind="dir"``: a directory), checked at load."""
+    """The value names an existing file (``kind``: "dir" a directory, "path" either), checked at load."""
+    test = {"file": os.path.isfile, "dir": os.path.isdir, "path": os.path.exists}[kind]
+    what = {"file": "file", "dir": "directory", "path": "file or directory"}[kind]
+
     def check(v, path):
         p = os.path.expanduser(str(v)) if isinstance(v, str) else ""
-        if not p or not (os.path.isdir(p) if kind == "dir" else os.path.isfile(p)):
-            raise ConfigError(f"{path}: {v!r} is not an existing {'directory' if kind == 'dir' else 'file'}{hint}")
+        if not p or not test(p):
+            raise ConfigError(f"{path}: {v!r} is not an existing {what}{hint}")
     return check
 
 

@@ -38,7 +38,7 @@ import math
 import re
 
 from .. import meta as M
-from ..pipeline import Stage, register
+from ..pipeline import POSITIVE, Stage, register, text
 from ..records import Record
 from ._common import jieba_mod, set_score
 
@@ -137,6 +137,7 @@ class HeuristicQuality(Stage):
 
     version = "3"  # 3: graded terms (v2 bunched at 0.93-0.98), blacklist/spam signals read as written
     defaults = {"target_chars": 2000, "score_name": M.score_key("quality_heuristic")}
+    rules = {"target_chars": POSITIVE, "score_name": text}
 
     def process(self, record: Record) -> Record:
         text = record.full_text() if record.kind == "text" else record.answer_text() or record.full_text()
@@ -244,6 +245,7 @@ class HeuristicDifficulty(Stage):
     version = "2"  # 2: PhasedSFT-fitted terms (v1 anti-correlated with the GPT-4 difficulty)
     applies_to = ("sft", "dpo")
     defaults = {"score_name": M.score_key("difficulty_heuristic"), "use_jieba": True}
+    rules = {"score_name": text}
 
     def setup(self, ctx) -> None:
         self._cut = jieba_mod().lcut if self.use_jieba else None

@@ -22,7 +22,7 @@ import os
 
 import orjson
 
-from ..pipeline import ConfigError, GlobalStage, register
+from ..pipeline import COUNT, POSITIVE, RATIO, ConfigError, GlobalStage, between, each, existing, register, text
 from ..records import Record
 from ._common import atomic_write_bytes, set_score
 from .cluster import sample_key
@@ -44,6 +44,10 @@ class ReferenceQuality(GlobalStage):
         "score_name": "quality_reference",
     }
     requires = {"fasttext": "score"}
+    rules = {"reference": each(existing("path")), "max_reference": POSITIVE, "sample_per_shard": POSITIVE,
+             "max_negatives": POSITIVE, "holdout": RATIO, "epoch": POSITIVE, "lr": between(0, lo_open=True),
+             "dim": POSITIVE, "word_ngrams": POSITIVE, "threads": POSITIVE, "max_chars": POSITIVE, "seed": COUNT,
+             "score_name": text}
 
     def __init__(self, label=None, **params):
         super().__init__(label, **params)
