@@ -193,13 +193,15 @@ def load_recipe(path: str, overrides: dict | None = None) -> dict:
 
 
 def find_recipe(name: str) -> str:
+    """A recipe file path, or the name of a shipped recipe (``pretrain-zh``, ``sft-zh.yaml``,
+    ``configs/default.yaml``) read from the package through importlib.resources."""
     if os.path.exists(name):
         return name
-    here = os.path.dirname(os.path.abspath(__file__))
-    for d in (os.path.join(here, "..", "configs"), os.path.join(here, "configs")):
-        cand = os.path.join(d, name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-        if os.path.exists(cand):
-            return os.path.normpath(cand)
+    from thresher.resources import shipped
+    base = name[len("configs/"):] if name.startswith("configs/") else name
+    cand = shipped(base if base.endswith((".yaml", ".yml")) else f"{base}.yaml")
+    if cand is not None and cand.is_file():
+        return str(cand)
     raise ConfigError(f"recipe {name!r}: no such file and no shipped recipe of that name")
 
 

@@ -356,14 +356,15 @@ def repo_root() -> Path:
 
 
 def default_config_dir() -> Path:
-    """configs/train: $THRESHER_TRAIN_CONFIG_DIR, then ./configs/train, then the source checkout."""
+    """configs/train: $THRESHER_TRAIN_CONFIG_DIR, then ./configs/train, then the shipped thresher/configs/train."""
     env = os.environ.get(ENV_CONFIG_DIR)
     if env:
         return Path(env)
     cwd = Path.cwd() / "configs" / "train"
     if cwd.is_dir():
         return cwd
-    return repo_root() / "configs" / "train"
+    from thresher.resources import config_dir
+    return config_dir("train")
 
 
 def load_blocks(config_dir: str | os.PathLike | None = None) -> dict[str, dict]:

@@ -93,10 +93,10 @@ def resolve_ds_path(path: str) -> Path:
     p = Path(path)
     if p.exists():
         return p
-    from thresher.training.config import repo_root
-    for cand in (repo_root() / path, repo_root() / "configs" / "deepspeed" / path,
-                 repo_root() / "configs" / "deepspeed" / f"{path}.json"):
-        if cand.exists():
+    from thresher.resources import shipped
+    base = path[len("configs/"):] if path.startswith("configs/") else path
+    for cand in (shipped(base), shipped("deepspeed", base), shipped("deepspeed", f"{base}.json")):
+        if cand is not None and cand.is_file():
             return cand
     raise FileNotFoundError(f"DeepSpeed config {path!r} not found")
 
