@@ -101,3 +101,18 @@ def test_train_sft_tiny_llama_from_empty_dir(wheel_venv):
     summary = json.loads(res.strip().splitlines()[-1])
     assert summary["global_step"] == 2 and summary["datasets"]["mine"]["train"] >= 6
     assert any((cwd / "out" / "sft").rglob("thresher_train_config.json"))
+
+
+def test_train_on_builtin_demo_block_from_empty_dir(wheel_venv):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    w = wheel_venv
+    cwd = w["cwd"]
+    _sh([w["bin"], "demo", "--out", "data/demo", "--docs", "200"], cwd=cwd, env=w["env"])
+    if not (cwd / ".cache" / "tiny-llama" / "config.json").exists():
+        _sh([w["bin"], "train", "init-tiny"], cwd=cwd, env=w["env"])
+    res = _sh([w["bin"], "train", "sft", "--configs", "defaults", "tiny-llama", "datasets-builtin", "--output_dir",
+               "out/sft-builtin", "--max_steps", "1", "--per_device_train_batch_size", "2"], cwd=cwd, env=w["env"],
+              timeout=400)
+    summary = json.loads(res.strip().splitlines()[-1])
+    assert summary["global_step"] == 1 and set(summary["datasets"]) == {"demo-alpaca", "demo-sharegpt"}

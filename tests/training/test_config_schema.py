@@ -87,7 +87,7 @@ def test_yaml_defaults_block_equals_the_dataclass_defaults():
 def test_every_shipped_block_loads():
     for name in ("tiny-llama", "bloom-zh-3b", "redpajama-3b", "llama-7b", "baichuan-7b", "qwen-7b", "lora",
                  "qlora", "packed", "zero2", "zero3", "zero3-offload", "datasets-demo", "datasets-tiers",
-                 "rounds-demo", "datasets-default-run"):
+                 "rounds-demo", "datasets-default-run", "datasets-builtin"):
         build_config(["defaults", name])
 
 
