@@ -31,7 +31,7 @@ from .pipeline import ConfigError, Stage, get_stage_class
 
 TOP_KEYS = {"name", "description", "inputs", "output", "executor", "stages", "tiers", "plugins"}
 INPUT_KEYS = {"path", "name", "format", "unit", "text_unit", "mapping", "encoding", "on_missing_input"}
-OUTPUT_KEYS = {"dir", "format", "split_by", "keep_work", "rejected_samples"}
+OUTPUT_KEYS = {"dir", "format", "split_by", "keep_work", "rejected_samples", "work_dir"}
 EXECUTOR_KEYS = {"type", "workers", "shard_bytes", "batch_size", "address", "num_cpus", "progress_interval",
                  "max_retries"}
 INPUT_FORMATS = {"auto", "jsonl", "json", "parquet", "text"}
@@ -145,6 +145,8 @@ def validate(recipe: dict, base_dir: str = ".") -> dict:
     if "dir" not in out:
         raise ConfigError("output.dir: missing")
     out["dir"] = _resolve(out["dir"], base_dir)
+    if out.get("work_dir"):  # local scratch of a run whose output.dir is remote (RunDir)
+        out["work_dir"] = _resolve(out["work_dir"], base_dir)
     out.setdefault("format", "jsonl.zst")
     if out["format"] not in OUTPUT_FORMATS:
         raise ConfigError(f"output.format: {out['format']!r} not in {sorted(OUTPUT_FORMATS)}")
