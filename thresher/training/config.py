@@ -137,11 +137,11 @@ class TrainConfig:
     warmup_ratio: float = _f(0.03, FLOAT, lo=0.0, hi=1.0)
     warmup_steps: int = _f(0, INT, lo=0)
     num_train_epochs: int = _f(1, INT, lo=1)
-    max_steps: Any = _f(None, INT, lo=1, nullable=True)
+    max_steps: Any = _f(None, INT, lo=0, nullable=True)         # 0 or null: epochs decide
     logging_steps: int = _f(10, INT, lo=1)
     eval_steps: int = _f(0, INT, lo=0)
     save_steps: int = _f(0, INT, lo=0)
-    save_total_limit: Any = _f(2, INT, lo=1, nullable=True)
+    save_total_limit: Any = _f(2, INT, lo=0, nullable=True)    # 0 or null: keep every checkpoint
     save_final_checkpoint: bool = _f(True, BOOL)
     resume: Any = _f("auto", (str, bool))               # auto | false | <checkpoint tag>
     deepspeed: Any = _f(None, (str, dict, bool), nullable=True)
