@@ -23,8 +23,9 @@ that must name a score.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any, Iterable, Mapping
+
+from .pipeline import did_you_mean
 
 SIGNALS = "signals"
 SCORES = "scores"
@@ -70,15 +71,6 @@ def score_key(scorer: str) -> str:
 
 def known_score_keys(extra: Iterable[str] = ()) -> list[str]:
     return sorted({k for keys in SCORE_KEYS.values() for k in keys} | set(extra or ()))
-
-
-def did_you_mean(word: str, options: Iterable[str]) -> str:
-    """`` (did you mean 'r'?)`` when ``word`` is close to one of ``options``, else ''."""
-    opts = [str(o) for o in options]
-    close = difflib.get_close_matches(str(word), opts, n=1, cutoff=0.6)
-    if not close:  # "rr" vs "r": a repeated or dropped letter is a typo at any length
-        close = [o for o in opts if o and (str(word).startswith(o) or o.startswith(str(word)))][:1]
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_score_path(path: str, extra_keys: Iterable[str] = (), what: str = "key") -> str:

@@ -20,7 +20,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 from .records import Record
 
@@ -29,6 +29,15 @@ REGISTRY: dict[str, type["Stage"]] = {}
 
 class ConfigError(ValueError):
     """A recipe problem; the message names the offending key."""
+
+
+def did_you_mean(word: Any, options: Iterable[Any]) -> str:
+    """`` (did you mean 'r'?)`` when ``word`` is close to one of ``options``, else ''."""
+    opts = [str(o) for o in options]
+    close = difflib.get_close_matches(str(word), opts, n=1, cutoff=0.6)
+    if not close:  # "rr" vs "r": a repeated or dropped letter is a typo at any length
+        close = [o for o in opts if o and (str(word).startswith(o) or o.startswith(str(word)))][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def register(name: str):
@@ -205,10 +214,9 @@ class Stage:
     def validate_params(cls, params: dict) -> dict:
         unknown = sorted(set(params) - set(cls.defaults))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], cls.defaults, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
             allowed = ", ".join(sorted(cls.defaults)) or "none"
-            raise ConfigError(f"{cls.name}: unknown parameter {unknown[0]!r}{hint}; allowed: {allowed}")
+            raise ConfigError(f"{cls.name}: unknown parameter {unknown[0]!r}{did_you_mean(unknown[0], cls.defaults)}; "
+                              f"allowed: {allowed}")
         merged = dict(cls.defaults)
         for k, v in params.items():
             default = cls.defaults[k]
@@ -284,9 +292,7 @@ def one_of(*choices) -> Rule:
     def rule(v, path):
         allowed = _choices(choices[0]) if len(choices) == 1 and callable(choices[0]) else list(choices)
         if v not in allowed:
-            close = difflib.get_close_matches(str(v), [str(a) for a in allowed], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{path}: {v!r} not one of {', '.join(map(str, allowed))}{hint}")
+            raise ConfigError(f"{path}: {v!r} not one of {', '.join(map(str, allowed))}{did_you_mean(v, allowed)}")
     return rule
 
 
@@ -357,9 +363,7 @@ def mapping(spec: dict[str, Rule | None] | Callable[[], dict] | None = None, key
         for k, x in v.items():
             if sp is not None:
                 if k not in sp:
-                    close = difflib.get_close_matches(str(k), list(sp), n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    raise ConfigError(f"{path}.{k}: unknown key{hint}; allowed: {', '.join(sorted(sp))}")
+                    raise ConfigError(f"{path}.{k}: unknown key{did_you_mean(k, sp)}; allowed: {', '.join(sorted(sp))}")
                 if sp[k] is not None and x is not None:
                     sp[k](x, f"{path}.{k}")
             if keys is not None:

@@ -40,10 +40,6 @@ INDEX_FLAG = np.int64(1 << 62)
 
 
 # --- atomic artifact writing ------------------------------------------------------
-def atomic_write(path: str, data: bytes) -> None:
-    atomic_write_bytes(path, data)
-
-
 def save_npy(path: str, arr: np.ndarray) -> None:
     with atomic_open(path) as f:
         np.save(f, arr)

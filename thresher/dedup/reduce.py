@@ -32,7 +32,8 @@ import shutil
 import numpy as np
 
 from ..pipeline import StageContext
-from .base import (INDEX_FLAG, Sources, atomic_write, band_edges, check_unique_ids, choose_keepers, ids_of,
+from ..io.atomic import atomic_write_bytes
+from .base import (INDEX_FLAG, Sources, band_edges, check_unique_ids, choose_keepers, ids_of,
                    save_npy, save_npz, write_decision)
 from .distcc import both_directions, connected_components, read_part, remove_parts, write_parts
 
@@ -75,7 +76,7 @@ def scatter_task(args: tuple) -> str:
 def save_plan(path: str, **plan) -> str:
     """Per-shard lists shared by many tasks go through one file, not into every task's
     arguments (3,500 bucket tasks x 16,000 shard paths would be GBs of pickles)."""
-    atomic_write(path, pickle.dumps(plan))
+    atomic_write_bytes(path, pickle.dumps(plan))
     return path
 
 

@@ -257,17 +257,7 @@ def source_name(path: str) -> str:
 
 
 def _open_stream(path: str, compression: str | None):
-    if fs.is_remote(path):
-        return _open_remote_stream(path, compression)
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "zstd":
-        return io.BufferedReader(_ZstdStream(open(path, "rb")), 1 << 16)
-    return open(path, "rb")
-
-
-def _open_remote_stream(path: str, compression: str | None):
-    fh = fs.open_file(path, "rb")
+    fh = fs.open_file(path, "rb")  # local paths get the builtin open, URLs an fsspec file
     if compression == "gzip":
         g = gzip.GzipFile(fileobj=fh, mode="rb")
         g.myfileobj = fh  # closed with the gzip stream

@@ -45,11 +45,6 @@ def jieba_mod():
     return _JIEBA
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    from ..io.atomic import atomic_write_bytes as write
-    write(path, data)
-
-
 def blas_threads(n: int = 1):
     """Cap BLAS/OpenMP threads: executor workers are already one process per core, and
     oversubscribed OpenBLAS spin-waits (measured 9x slower SVD on a loaded 2-core box)."""

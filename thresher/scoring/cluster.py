@@ -29,7 +29,8 @@ import orjson
 from ..dedup.semantic import embedder_requires, embedder_rule  # the embedder rule semantic_dedup uses too
 from ..pipeline import COUNT, POSITIVE, GlobalStage, register
 from ..records import Record
-from ._common import atomic_write_bytes, blas_threads, embed_text, jieba_mod
+from ..io.atomic import atomic_write_bytes
+from ._common import blas_threads, embed_text, jieba_mod
 
 _WORD_RE = re.compile(r"[\u3400-\u9fffA-Za-z][\u3400-\u9fffA-Za-z0-9+#.-]*")
 # function words that survive the length filter but say nothing about a topic

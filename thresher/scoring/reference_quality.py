@@ -24,7 +24,8 @@ import orjson
 
 from ..pipeline import COUNT, POSITIVE, RATIO, ConfigError, GlobalStage, between, each, existing, register, text
 from ..records import Record
-from ._common import atomic_write_bytes, set_score
+from ..io.atomic import atomic_write_bytes
+from ._common import set_score
 from .cluster import sample_key
 
 

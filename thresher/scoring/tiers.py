@@ -37,7 +37,8 @@ import orjson
 from .. import meta as M
 from ..pipeline import COUNT, RATIO, ConfigError, GlobalStage, each, mapping, one_of, register, text
 from ..records import Record
-from ._common import atomic_write_bytes, meta_of
+from ..io.atomic import atomic_write_bytes
+from ._common import meta_of
 
 OVERFLOW, UNSELECTED = "overflow", "unselected"
 _GRID = np.linspace(0, 1, 1001)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from thresher import meta as M
-from thresher.pipeline import ConfigError
+from thresher.pipeline import ConfigError, did_you_mean
 
 
 class TrainConfigError(ConfigError):
@@ -192,7 +192,7 @@ def _check_value(path: str, f, v: Any) -> None:
     if callable(choices):
         choices = choices()
     if choices is not None and isinstance(v, str) and v not in choices:
-        raise TrainConfigError(f"{path}: {v!r} is not one of {list(choices)}{M.did_you_mean(v, choices)}")
+        raise TrainConfigError(f"{path}: {v!r} is not one of {list(choices)}{did_you_mean(v, choices)}")
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         lo, hi = md.get("lo"), md.get("hi")
         if lo is not None and (v < lo or (md.get("lo_open") and v == lo)):
@@ -210,7 +210,7 @@ def _check_section(cls, d: Any, path: str, partial: bool, extra_scores: list) ->
         if path == "" and str(k).startswith("_"):
             continue  # bookkeeping such as _configs
         if k not in fs:
-            raise TrainConfigError(f"unknown training config key {kp!r}{M.did_you_mean(k, fs)}; "
+            raise TrainConfigError(f"unknown training config key {kp!r}{did_you_mean(k, fs)}; "
                                    f"known{' under ' + repr(path) if path else ''}: {sorted(fs)}")
         f = fs[k]
         if path == "" and k in _SECTIONS:
@@ -289,7 +289,7 @@ def _check_spec_opts(opts: dict, path: str) -> None:
     allowed = _spec_fields()
     for k, v in opts.items():
         if k not in allowed:
-            raise TrainConfigError(f"{path}: unknown dataset option {k!r}{M.did_you_mean(k, allowed)}; "
+            raise TrainConfigError(f"{path}: unknown dataset option {k!r}{did_you_mean(k, allowed)}; "
                                    f"allowed {sorted(allowed)}")
         if v is None:
             continue
