@@ -72,8 +72,18 @@ class LocalExecutor:
         if self.workers == 1 or len(items) <= 1:
             return [fn(x) for x in items]
         import multiprocess as mp
-        with mp.Pool(min(self.workers, len(items))) as pool:
-            return pool.map(fn, items)
+        pool = mp.Pool(min(self.workers, len(items)))
+        try:
+            results = pool.map(fn, items)
+            # close + join lets idle workers take their sentinel and exit; the context manager's
+            # terminate() SIGTERMs them instead, and a run was seen hanging there for good
+            pool.close()
+            return results
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
 
     def close(self) -> None:
         if self._pool is not None:
