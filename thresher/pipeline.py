@@ -401,10 +401,16 @@ class GlobalStage(Stage):
         return {}
 
     def load(self, ctx: StageContext) -> None:
-        """Load the reduced state before ``process`` runs on a shard."""
+        """Load the reduced state before ``process`` runs on a shard (once per worker)."""
+
+    def load_shard(self, ctx: StageContext) -> None:
+        """Load the part of the reduced state that one shard needs (``ctx.shard_index``),
+        before that shard's map task applies the stage; e.g. its partition of a dedup
+        decision table, so no worker holds the whole table."""
 
     def finalize(self, ctx: StageContext) -> None:
-        """After the run's manifests are written (e.g. enrich tier manifests); driver side."""
+        """After the run's manifests are written (e.g. enrich tier manifests); driver side,
+        with ``ctx.pmap`` fanning work out over the executor's workers."""
 
 
 def _same_type(default: Any, value: Any) -> bool:

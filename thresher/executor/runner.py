@@ -252,12 +252,12 @@ def _run_locked(recipe: dict, executor, accept_changed: bool, log) -> dict:
             results = executor.map_shards(plan, seg.index, list(range(n)), progress)
             progress.finish_segment()
             seg_results.append(sorted(results, key=lambda r: r["shard"]))
+        return finalize(plan, seg_results, reduces, time.time() - t0, parallel_map=executor.parallel_map)
     finally:
         executor.close()
-    return finalize(plan, seg_results, reduces, time.time() - t0)
 
 
-def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: float) -> dict:
+def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: float, parallel_map=None) -> dict:
     """Manifests per sink, the conservation checks, stats.json, summary.txt."""
     recipe = plan.recipe
     first, last = seg_results[0], seg_results[-1]
@@ -285,7 +285,7 @@ def finalize(plan: Plan, seg_results: list[list[dict]], reduces: dict, seconds: 
                               "tokens_est": v["tokens_est"]} for k, v in sinks.items()},
                 "stages": stage_stats}
     atomic_write_json(plan.rundir.manifest, manifest)
-    _finalize_global_stages(plan)
+    _finalize_global_stages(plan, parallel_map)
     _write_samples(plan, seg_results, recipe["output"]["rejected_samples"])
     stats = {**manifest, "seconds": round(seconds, 2), "records_per_s": round(totals["in"] / max(seconds, 1e-9), 1),
              "reduces": {str(k): v for k, v in reduces.items()},
@@ -368,12 +368,14 @@ def stage_order(recipe: dict) -> list[str]:
     return ["read"] + [st.label for st in build_stages(recipe)]
 
 
-def _finalize_global_stages(plan: Plan) -> None:
+def _finalize_global_stages(plan: Plan, parallel_map=None) -> None:
     from ..config import build_stages
     from ..pipeline import GlobalStage
     for i, st in enumerate(build_stages(plan.recipe)):
         if isinstance(st, GlobalStage):
-            st.finalize(plan.stage_context(i))
+            ctx = plan.stage_context(i)
+            ctx.parallel_map = parallel_map
+            st.finalize(ctx)
 
 
 def _merge_stage_stats(seg_results: list[list[dict]], order: list[str]) -> dict:

@@ -242,7 +242,9 @@ def run_map_task(plan: Plan, seg_index: int, shard: int, progress=None) -> dict:
     stages = _stages_for(plan)
     chain: list[Stage] = []
     if seg.apply_global is not None:
-        chain.append(_loaded_global(plan, stages, seg.apply_global))
+        gstage = _loaded_global(plan, stages, seg.apply_global)
+        gstage.load_shard(plan.stage_context(seg.apply_global, shard))
+        chain.append(gstage)
     chain += [stages[i] for i in seg.map_stages]
     batch_size = plan.recipe["executor"]["batch_size"]
     stats = _StageStats(stages)
